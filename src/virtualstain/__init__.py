@@ -1,0 +1,33 @@
+"""virtualstain: computational specificity for label-free microscopy.
+
+Learn a virtual stain from paired images, apply it to images of any size, judge it,
+and turn it into physical numbers. The top-level functions are loaded lazily so that
+``virtualstain.metrics``, ``virtualstain.data`` (and later ``analysis``/``optics``)
+can be used without importing torch.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_API = {
+    "train": ("virtualstain.workflows.train", "train"),
+    "predict": ("virtualstain.workflows.predict", "predict"),
+    "predict_files": ("virtualstain.workflows.predict", "predict_files"),
+    "load_model": ("virtualstain.models.bundle", "load_bundle"),
+    "save_model": ("virtualstain.models.bundle", "save_bundle"),
+    "evaluate": ("virtualstain.workflows.evaluate", "evaluate_files"),
+    "TrainConfig": ("virtualstain.workflows.config", "TrainConfig"),
+    "UserError": ("virtualstain.errors", "UserError"),
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        module, attr = _API[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'virtualstain' has no attribute {name!r}")

@@ -1,0 +1,162 @@
+"""The ``virtualstain`` command: thin wrappers that parse arguments and call the API.
+
+Exit codes: 0 success, 2 user error (one line naming the file and the fix), 1 bug.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from . import __version__
+from .errors import UserError
+
+
+def _channels(text: str | None) -> list[int] | None:
+    from .data.samples import parse_channels
+
+    return parse_channels(text, "--input-channels")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="virtualstain")
+def cli() -> None:
+    """Learn, apply and judge virtual stains for label-free microscopy."""
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (model/, log/, test/).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (defaults if omitted).")
+@click.option("--max-minutes", type=float, help="Wall-clock training budget in minutes.")
+@click.option("--fresh", is_flag=True, help="Discard an interrupted run in --out instead of resuming it.")
+def train(manifest: str, out: str, config_path: str | None, max_minutes: float | None, fresh: bool) -> None:
+    """Train a model on the paired images listed in MANIFEST.csv."""
+    from .workflows.config import load_config
+    from .workflows.train import train as run_train
+
+    result = run_train(manifest, out, load_config(config_path), max_minutes=max_minutes, fresh=fresh)
+    s = result.summary
+    click.echo(f"model: {result.model_dir}")
+    click.echo(f"split: {s['split']}")
+    click.echo(f"epochs: {s['epochs']}, {s['seconds_this_session']} s, {s['patches_per_second']} patches/s")
+    for name, value in s["validation_pearson_r"].items():
+        click.echo(f"validation r [{name}]: {value:.4f}")
+    for name, value in s["test_pearson_r"].items():
+        click.echo(f"test r [{name}]: {value:.4f}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--tile-size", type=int, default=None, help="Tile core in px (0 = whole image; default from memory).")
+@click.option("--input-channels", help="Channels/planes of each input to use, e.g. 0,3 (default: as trained).")
+@click.option("--tta", is_flag=True, help="Average over flips and 90° rotations.")
+@click.option("--overwrite", is_flag=True, help="Redo outputs that already exist.")
+@click.option("--composite", is_flag=True, help="Also write a colour PNG of input and predicted stains.")
+@click.option("--device", help="cpu, cuda, cuda:1… (default: CUDA if available).")
+@click.option("--amp", is_flag=True, help="float16 autocast on CUDA.")
+@click.option("--memory-mb", type=float, help="Memory budget per tile in MB.")
+def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None, input_channels: str | None,
+            tta: bool, overwrite: bool, composite: bool, device: str | None, amp: bool, memory_mb: float | None) -> None:
+    """Predict stains for INPUTS with the bundle MODEL; outputs keep the inputs' names."""
+    from .workflows.predict import predict_files
+
+    written = predict_files(model, inputs, out, input_channels=_channels(input_channels), tile_size=tile_size, tta=tta,
+                            overwrite=overwrite, composite=composite, device=device, amp=amp,
+                            memory_budget_mb=memory_mb)
+    click.echo(f"{len(written)} prediction(s) in {out}")
+
+
+@cli.command()
+@click.argument("prediction", type=click.Path())
+@click.argument("target", type=str)
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for metrics.csv.")
+def evaluate(prediction: str, target: str, out: str | None) -> None:
+    """Compare PREDICTION with TARGET (files, or folders with matching names; join stains with ';')."""
+    from .workflows.evaluate import evaluate_files
+
+    rows = evaluate_files([prediction], [target], out)
+    for r in rows:
+        value = f"{r['pearson_r']:.4f}" if r["note"] == "" else r["note"]
+        click.echo(f"{r['image']}\t{r['channel']}\tpearson_r={value}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print model.json as it is.")
+def info(model: str, as_json: bool) -> None:
+    """Describe a model bundle (checks its checksum)."""
+    from .models.bundle import load_bundle, read_meta
+    from .models.unet import count_parameters
+
+    bundle = load_bundle(model)
+    meta = read_meta(model)
+    if as_json:
+        click.echo(json.dumps(meta, indent=2))
+        return
+    cfg = bundle.config
+    train_info = meta.get("training", {})
+    lines = [
+        f"model: {model}",
+        f"architecture: {bundle.architecture} ({cfg.spatial_dims}D, depth {cfg.depth}, widths {cfg.widths()}, "
+        f"residual {cfg.residual}), {count_parameters(bundle.network):,} parameters",
+        f"inputs: {', '.join(bundle.input_channel_names)}"
+        + (f" (channels {bundle.input_channels} of each file)" if bundle.input_channels else ""),
+        f"outputs: {', '.join(bundle.output_channel_names)}",
+        f"normalization: input {bundle.input_normalizer.method}, target {bundle.target_normalizer.method}",
+        f"pixel size: {bundle.pixel_size_um if bundle.pixel_size_um else 'unknown'} µm",
+        f"receptive field: {meta['receptive_field_px']} px, tiling margin {meta['tiling_margin_px']} px, "
+        f"size multiple {meta['size_multiple']}",
+        f"trained: {meta.get('created')}, virtualstain {meta.get('package_version')}, "
+        f"{train_info.get('epochs')} epochs, split {train_info.get('split_mode')}",
+        f"validation: {json.dumps(meta.get('validation', {}))}",
+        f"manifest sha256: {train_info.get('manifest_sha256')}",
+        f"weights sha256: {meta.get('weights_sha256')} (verified)",
+    ]
+    click.echo("\n".join(lines))
+
+
+@cli.command()
+@click.option("--out", default="virtualstain-demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--data", type=click.Path(exists=True), help="Real data: a manifest, or ../shared/data (FRM set).")
+@click.option("--minutes", default=1.5, show_default=True, type=float, help="Training budget.")
+def demo(out: str, data: str | None, minutes: float) -> None:
+    """Train on synthetic cells, predict, evaluate and write a short report (≈2 minutes on 2 CPU cores)."""
+    from .workflows.demo import run_demo
+
+    summary = run_demo(out, data=data, minutes=minutes)
+    for name, value in summary["test_pearson_r"].items():
+        click.echo(f"test r [{name}]: {value:.3f}")
+    click.echo(f"report: {out}/report.md ({summary['total_seconds']} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the command, map errors to exit codes (2 user error, 1 bug)."""
+    try:
+        cli.main(args=argv, prog_name="virtualstain", standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted; rerun the same command to resume", err=True)
+        return 130
+    return 0
+
+
+def _console() -> None:
+    """Console-script wrapper."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    _console()

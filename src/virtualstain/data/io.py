@@ -1,0 +1,236 @@
+"""Read microscopy images and write float32 TIFFs with their metadata.
+
+Readers return numpy arrays with the file's own axes (e.g. ``(Y, X)``,
+``(Z, Y, X)`` or ``(C, Y, X)``) plus an :class:`ImageMeta`. Writers take
+``(C, Y, X)`` or ``(C, Z, Y, X)`` arrays and write OME-TIFF with the pixel size
+in µm and the channel names, atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from .._atomic import atomic_path
+from ..errors import UserError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PNG_SUFFIXES = (".png",)
+
+
+@dataclass
+class ImageMeta:
+    """What a file says about itself.
+
+    Attributes
+    ----------
+    axes : str
+        The file's axes, e.g. ``"YX"``, ``"ZYX"``, ``"CYX"`` (tifffile's letters;
+        ``"Q"``/``"I"`` unknown leading axes are reported as ``"Z"`` for stacks).
+    pixel_size_um : float or None
+        Lateral pixel size in µm, when the file records it.
+    channel_names : list of str
+        Channel names, when the file records them.
+    """
+
+    axes: str
+    pixel_size_um: float | None = None
+    channel_names: list[str] = field(default_factory=list)
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise UserError(f"{path}: file not found; check the path (manifest paths are relative to the CSV's folder)")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not an image file; give the path of a .tif/.tiff/.png file")
+
+
+def _ome_meta(tif: tifffile.TiffFile) -> tuple[float | None, list[str]]:
+    xml = tif.ome_metadata or ""
+    size = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', xml)
+    unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', xml)
+    px = float(size.group(1)) if size else None
+    if px is not None and unit and unit.group(1) in ("nm",):
+        px /= 1000.0
+    names = re.findall(r'<Channel [^>]*Name="([^"]*)"', xml)
+    return px, names
+
+
+def _resolution_meta(tif: tifffile.TiffFile) -> float | None:
+    page = tif.pages[0]
+    tag = page.tags.get("XResolution")
+    if tag is None:
+        return None
+    num, den = tag.value
+    if not num:
+        return None
+    per_unit = num / den
+    ij = tif.imagej_metadata or {}
+    unit = str(ij.get("unit", "")).lower()
+    res_unit = page.tags.get("ResolutionUnit")
+    if unit in ("micron", "um", "µm", "\\u00b5m"):
+        return 1.0 / per_unit
+    if res_unit is not None and int(res_unit.value) == 3:  # centimetre
+        size = 1e4 / per_unit
+        return size if size < 100 else None
+    return None
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
+    """Read a TIFF (multi-page, OME, ImageJ, compressed) or PNG image.
+
+    Parameters
+    ----------
+    path : path-like
+        Image file.
+
+    Returns
+    -------
+    array : numpy.ndarray
+        The pixel data with the file's own axes (see ``meta.axes``).
+    meta : ImageMeta
+        Axes, pixel size (µm) and channel names when recorded.
+
+    Raises
+    ------
+    UserError
+        Missing, unreadable, corrupt or unsupported file.
+    """
+    path = Path(path)
+    _check_exists(path)
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                array = series.asarray()
+                axes = series.axes
+                if tif.is_ome:
+                    px, names = _ome_meta(tif)
+                else:
+                    px, names = _resolution_meta(tif), []
+                    labels = (tif.imagej_metadata or {}).get("Labels")
+                    if isinstance(labels, (list, tuple)):
+                        names = [str(x) for x in labels]
+        except UserError:
+            raise
+        except Exception as exc:  # tifffile raises many kinds for broken files
+            raise UserError(
+                f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}); "
+                "the file may be truncated or corrupt — re-export it from the acquisition software"
+            ) from None
+        axes = axes.replace("Q", "Z").replace("I", "Z").replace("S", "C")
+    elif suffix in PNG_SUFFIXES:
+        try:
+            from PIL import Image
+
+            with Image.open(path) as img:
+                array = np.asarray(img)
+        except Exception as exc:
+            raise UserError(f"{path}: not a readable PNG ({exc}); re-save the image") from None
+        axes = "YX" if array.ndim == 2 else "YXC"
+        if array.ndim == 3:
+            array = np.moveaxis(array, -1, 0)
+            axes = "CYX"
+        px, names = None, []
+    else:
+        raise UserError(f"{path}: unsupported file type {suffix!r}; convert it to TIFF (.tif) or PNG")
+    if array.size == 0:
+        raise UserError(f"{path}: the image is empty (shape {array.shape}); check the file")
+    return array, ImageMeta(axes=axes, pixel_size_um=px, channel_names=names)
+
+
+def to_channels_first(array: np.ndarray, meta: ImageMeta, spatial_dims: int, path: str | os.PathLike) -> np.ndarray:
+    """Arrange a file's array as ``(C, Y, X)`` (2D) or ``(C, Z, Y, X)`` (3D).
+
+    For 2D models every leading axis (planes of a z-stack, channels, RGB) becomes a
+    channel, so ``input_channels`` can pick planes of a z-stack. For 3D models a
+    ``(Z, Y, X)`` file is one channel; ``(C, Z, Y, X)`` keeps its channels.
+
+    Raises
+    ------
+    UserError
+        The array has too few or too many dimensions for ``spatial_dims``.
+    """
+    if spatial_dims == 2:
+        if array.ndim == 2:
+            return array[None]
+        if array.ndim == 3:
+            return array
+        if array.ndim == 4:
+            return array.reshape(-1, *array.shape[-2:])
+        raise UserError(f"{path}: {array.ndim}-D image (shape {array.shape}) cannot be used by a 2D model; "
+                        "give (Y, X), (C, Y, X) or (Z, Y, X) images")
+    if array.ndim == 3:
+        return array[None]
+    if array.ndim == 4:
+        if meta.axes.startswith("Z") and "C" in meta.axes[1:2]:
+            array = np.swapaxes(array, 0, 1)
+        return array
+    raise UserError(f"{path}: {array.ndim}-D image (shape {array.shape}) cannot be used by a 3D model; "
+                    "give (Z, Y, X) or (C, Z, Y, X) stacks")
+
+
+def check_finite(array: np.ndarray, path: str | os.PathLike) -> None:
+    """Raise a :class:`UserError` if ``array`` holds NaN or infinite values."""
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise UserError(f"{path}: {bad} pixels are NaN or infinite; replace them (e.g. with the background value) "
+                        "before training or prediction")
+
+
+def check_not_constant(array: np.ndarray, path: str | os.PathLike, what: str = "image") -> None:
+    """Raise a :class:`UserError` if ``array`` has a single value everywhere."""
+    lo, hi = np.min(array), np.max(array)
+    if lo == hi:
+        raise UserError(f"{path}: the {what} is constant (every pixel = {lo}); it carries no information — "
+                        "check the exposure and the channel")
+
+
+def write_tiff(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    *,
+    pixel_size_um: float | None = None,
+    channel_names: list[str] | None = None,
+    description: dict | None = None,
+) -> Path:
+    """Write a float32 OME-TIFF atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Output file (``.tif``).
+    array : numpy.ndarray
+        ``(C, Y, X)`` or ``(C, Z, Y, X)`` data; written as float32.
+    pixel_size_um : float, optional
+        Lateral pixel size in µm, stored as OME ``PhysicalSizeX/Y``.
+    channel_names : list of str, optional
+        One name per channel, stored as OME channel names.
+    description : dict, optional
+        Extra key/values stored in the OME ``Description`` (JSON).
+    """
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim not in (3, 4):
+        raise ValueError(f"write_tiff expects (C, Y, X) or (C, Z, Y, X), got shape {array.shape}")
+    axes = "CYX" if array.ndim == 3 else "CZYX"
+    metadata: dict = {"axes": axes}
+    if pixel_size_um:
+        metadata.update(PhysicalSizeX=float(pixel_size_um), PhysicalSizeXUnit="µm",
+                        PhysicalSizeY=float(pixel_size_um), PhysicalSizeYUnit="µm")
+    if channel_names:
+        if len(channel_names) != array.shape[0]:
+            raise ValueError(f"{len(channel_names)} channel names for {array.shape[0]} channels")
+        metadata["Channel"] = {"Name": list(channel_names)}
+    if description:
+        import json
+
+        metadata["Description"] = json.dumps(description)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, array, ome=True, metadata=metadata, compression="zlib")
+    return Path(path)

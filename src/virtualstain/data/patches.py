@@ -1,0 +1,117 @@
+"""Random N-D patch sampling inside split regions, with a signal filter and augmentation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from skimage.filters import threshold_otsu
+
+from ..errors import UserError
+from .splits import Region
+
+
+def signal_thresholds(targets: Sequence[np.ndarray]) -> np.ndarray:
+    """Otsu threshold of each target channel over (subsampled) training targets."""
+    n = targets[0].shape[0]
+    out = []
+    for c in range(n):
+        values = np.concatenate([t[c].ravel()[:: max(1, t[c].size // 500_000)] for t in targets])
+        out.append(threshold_otsu(values) if values.min() < values.max() else values.min())
+    return np.asarray(out, dtype=np.float32)
+
+
+def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Apply the same random flip / 90° rotation in the YX plane to both channels-first arrays."""
+    k = int(rng.integers(4))
+    flip = bool(rng.integers(2))
+    axes = (x.ndim - 2, x.ndim - 1)
+    x, y = np.rot90(x, k, axes=axes), np.rot90(y, k, axes=axes)
+    if flip:
+        x, y = np.flip(x, axis=-1), np.flip(y, axis=-1)
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+def fit_patch_size(patch_size: Sequence[int], regions: Sequence[Region], multiple: Sequence[int]) -> tuple[int, ...]:
+    """Shrink ``patch_size`` to fit every region, keeping each axis a multiple of the network's.
+
+    Raises
+    ------
+    UserError
+        If a region is smaller than one network multiple along some axis.
+    """
+    smallest = [min(r.shape[a] for r in regions) for a in range(len(patch_size))]
+    out = []
+    for axis, (p, n, m) in enumerate(zip(patch_size, smallest, multiple)):
+        size = (min(p, n) // m) * m
+        if size < m:
+            raise UserError(f"a training region is only {n} px along spatial axis {axis}, smaller than the network's "
+                            f"minimum {m}; use larger images, fewer splits, or a shallower model (model.depth)")
+        out.append(size)
+    return tuple(out)
+
+
+class PatchSampler:
+    """Draw random patches from the training regions of normalised samples.
+
+    Parameters
+    ----------
+    inputs, targets : list of numpy.ndarray
+        Normalised channels-first arrays, indexed like the regions' ``sample``.
+    regions : list of Region
+        Where patches may come from; a patch lies entirely inside one region.
+    patch_size : sequence of int
+        Spatial patch shape, ``(Y, X)`` or ``(Z, Y, X)``; no larger than any region
+        (see :func:`fit_patch_size`).
+    min_signal_fraction : float
+        Keep a patch only if at least this fraction of its target pixels exceeds the
+        channel's Otsu threshold (any channel); 0 disables the filter.
+    augment : bool
+        Random flips and 90° rotations in YX.
+    """
+
+    def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], regions: Sequence[Region],
+                 patch_size: Sequence[int], min_signal_fraction: float = 0.0, augment: bool = True,
+                 max_tries: int = 20):
+        if not regions:
+            raise UserError("no training regions to sample patches from; check the split settings")
+        self.inputs, self.targets, self.regions = inputs, targets, list(regions)
+        self.patch_size = tuple(int(p) for p in patch_size)
+        for r in self.regions:
+            if len(r.shape) != len(self.patch_size):
+                raise UserError(f"patch_size {list(self.patch_size)} has {len(self.patch_size)} axes but the data has "
+                                f"{len(r.shape)} spatial axes; set training.patch_size accordingly")
+            if any(p > n for p, n in zip(self.patch_size, r.shape)):
+                raise UserError(f"patch_size {list(self.patch_size)} does not fit in a training region of shape "
+                                f"{list(r.shape)}; lower training.patch_size")
+        weights = np.array([np.prod(r.shape) for r in self.regions], dtype=float)
+        self.weights = weights / weights.sum()
+        self.min_signal_fraction = float(min_signal_fraction)
+        self.augment = augment
+        self.max_tries = max_tries
+        self.thresholds = (signal_thresholds([targets[r.sample][r.slices()] for r in self.regions])
+                           if self.min_signal_fraction > 0 else None)
+
+    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        region = self.regions[int(rng.choice(len(self.regions), p=self.weights))]
+        size = self.patch_size
+        starts = [int(rng.integers(a, b - p + 1)) for (a, b), p in zip(region.bounds, size)]
+        sl = (slice(None),) + tuple(slice(s, s + p) for s, p in zip(starts, size))
+        return self.inputs[region.sample][sl], self.targets[region.sample][sl]
+
+    def _has_signal(self, y: np.ndarray) -> bool:
+        shape = (-1,) + (1,) * (y.ndim - 1)
+        frac = (y > self.thresholds.reshape(shape)).reshape(y.shape[0], -1).mean(axis=1)
+        return bool((frac >= self.min_signal_fraction).any())
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One ``(input, target)`` patch pair, float32, channels-first."""
+        x, y = self._draw(rng)
+        if self.thresholds is not None:
+            for _ in range(self.max_tries - 1):
+                if self._has_signal(y):
+                    break
+                x, y = self._draw(rng)
+        if self.augment:
+            return augment(x, y, rng)
+        return np.ascontiguousarray(x), np.ascontiguousarray(y)

@@ -1,0 +1,250 @@
+"""Paired fields of view in memory, from a CSV manifest or from arrays.
+
+A manifest is a CSV with one row per field of view and the columns
+
+``input``           image path, relative to the CSV's folder;
+``target``          one or several paths separated by ``;`` (their channels are stacked);
+``input_channels``  optional indices of channels/planes of ``input`` to use, e.g. ``0,3``;
+``split``           optional ``train``/``val``/``test``;
+``group``           optional well or field id; rows of one group always share a split;
+``pixel_size_um``   optional lateral pixel size in µm.
+
+Arrays are arranged channels-first: ``(C, Y, X)`` for 2D, ``(C, Z, Y, X)`` for 3D.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .io import check_finite, check_not_constant, read_image, to_channels_first
+
+SPLITS = ("train", "val", "test")
+KNOWN_COLUMNS = {"input", "target", "input_channels", "split", "group", "pixel_size_um"}
+
+
+@dataclass
+class Sample:
+    """One paired field of view.
+
+    Attributes
+    ----------
+    name : str
+        Identifier used for outputs (the input file's stem for manifests).
+    input : numpy.ndarray
+        ``(C_in, Y, X)`` or ``(C_in, Z, Y, X)`` float32 image.
+    target : numpy.ndarray
+        ``(C_out, ...)`` float32 image with the same spatial shape.
+    split : str or None
+        ``"train"``, ``"val"``, ``"test"`` or None (decided later).
+    group : str
+        Rows of one group share a split.
+    pixel_size_um : float or None
+        Lateral pixel size in µm.
+    source : str
+        Where the sample came from (for error messages).
+    """
+
+    name: str
+    input: np.ndarray
+    target: np.ndarray
+    split: str | None = None
+    group: str = ""
+    pixel_size_um: float | None = None
+    source: str = "<array>"
+    input_paths: list[str] = field(default_factory=list)
+    target_paths: list[str] = field(default_factory=list)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(self.input.shape[1:])
+
+
+def parse_channels(text: str | None, where: str) -> list[int] | None:
+    """Parse ``"0,3"`` into ``[0, 3]``; empty gives None."""
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        values = [int(v) for v in str(text).replace(";", ",").split(",") if v.strip() != ""]
+    except ValueError:
+        raise UserError(f"{where}: input_channels {text!r} is not a list of integers; write e.g. 0,3") from None
+    if any(v < 0 for v in values):
+        raise UserError(f"{where}: input_channels {text!r} has negative indices; use 0-based indices such as 0,3")
+    return values
+
+
+def select_channels(array: np.ndarray, channels: list[int] | None, path: str | os.PathLike) -> np.ndarray:
+    """Pick channels (axis 0) of a channels-first array, with a clear error if absent."""
+    if channels is None:
+        return array
+    missing = [c for c in channels if c >= array.shape[0]]
+    if missing:
+        raise UserError(
+            f"{path}: channels {missing} requested but the file has {array.shape[0]} channel(s)/plane(s) "
+            f"(indices 0..{array.shape[0] - 1}); fix input_channels / --input-channels"
+        )
+    return array[channels]
+
+
+def load_input(path: str | os.PathLike, spatial_dims: int, channels: list[int] | None) -> tuple[np.ndarray, float | None]:
+    """Read an input image as float32 channels-first, validated (finite, not constant)."""
+    array, meta = read_image(path)
+    array = to_channels_first(array, meta, spatial_dims, path)
+    array = select_channels(array, channels, path).astype(np.float32, copy=False)
+    check_finite(array, path)
+    check_not_constant(array, path, "input image")
+    return array, meta.pixel_size_um
+
+
+def load_target(paths: list[str | os.PathLike], spatial_dims: int) -> np.ndarray:
+    """Read one or several target images and stack their channels (float32)."""
+    parts = []
+    for p in paths:
+        array, meta = read_image(p)
+        array = to_channels_first(array, meta, spatial_dims, p).astype(np.float32, copy=False)
+        check_finite(array, p)
+        parts.append((p, array))
+    shapes = {a.shape[1:] for _, a in parts}
+    if len(shapes) > 1:
+        desc = ", ".join(f"{p} {a.shape[1:]}" for p, a in parts)
+        raise UserError(f"target files differ in shape: {desc}; all stains of a row must be co-registered images of one size")
+    return np.concatenate([a for _, a in parts], axis=0)
+
+
+def check_pair(sample: Sample) -> None:
+    """Check that input and target of a sample have the same spatial shape."""
+    if sample.input.shape[1:] != sample.target.shape[1:]:
+        raise UserError(
+            f"input {sample.input_paths[0] if sample.input_paths else sample.source} has spatial shape "
+            f"{sample.input.shape[1:]} but target {';'.join(sample.target_paths) or sample.source} has "
+            f"{sample.target.shape[1:]}; the pair must be co-registered images of the same size "
+            "(for 2D models, stacks become channels: check input_channels)"
+        )
+
+
+def read_manifest(csv_path: str | os.PathLike, spatial_dims: int = 2, input_channels: list[int] | None = None) -> list[Sample]:
+    """Load every field of view of a CSV manifest.
+
+    Parameters
+    ----------
+    csv_path : path-like
+        The manifest.
+    spatial_dims : {2, 3}
+        How to read stacks: as channels (2) or as volumes (3).
+    input_channels : list of int, optional
+        Default channel selection for rows that leave ``input_channels`` empty.
+
+    Raises
+    ------
+    UserError
+        Missing manifest, missing columns, empty manifest, bad values or bad files.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.exists():
+        raise UserError(f"{csv_path}: manifest not found; give the path of a CSV with columns input,target")
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    for required in ("input", "target"):
+        if required not in columns:
+            raise UserError(f"{csv_path}: missing column {required!r} (found {columns}); "
+                            "the header must name at least input,target")
+    unknown = set(columns) - KNOWN_COLUMNS
+    if unknown:
+        raise UserError(f"{csv_path}: unknown column(s) {sorted(unknown)}; allowed: {sorted(KNOWN_COLUMNS)}")
+    rows = [r for r in rows if any(r.values())]
+    if not rows:
+        raise UserError(f"{csv_path}: the manifest has no rows; add one row per field of view (input,target)")
+    base = csv_path.parent
+    samples: list[Sample] = []
+    for i, row in enumerate(rows, start=2):
+        where = f"{csv_path}, line {i}"
+        if not row.get("input") or not row.get("target"):
+            raise UserError(f"{where}: empty input or target; every row needs both paths")
+        split = row.get("split") or None
+        if split is not None and split not in SPLITS:
+            raise UserError(f"{where}: split {split!r} is not one of {SPLITS}; fix the split column")
+        px = row.get("pixel_size_um") or None
+        try:
+            px = float(px) if px is not None else None
+        except ValueError:
+            raise UserError(f"{where}: pixel_size_um {px!r} is not a number (µm per pixel, e.g. 0.65)") from None
+        channels = parse_channels(row.get("input_channels"), where) or input_channels
+        in_path = base / row["input"]
+        tg_paths = [base / t.strip() for t in row["target"].split(";") if t.strip()]
+        x, file_px = load_input(in_path, spatial_dims, channels)
+        y = load_target(tg_paths, spatial_dims)
+        sample = Sample(
+            name=in_path.stem, input=x, target=y, split=split, group=row.get("group") or f"row{i}",
+            pixel_size_um=px if px is not None else file_px, source=where,
+            input_paths=[str(in_path)], target_paths=[str(p) for p in tg_paths],
+        )
+        check_pair(sample)
+        samples.append(sample)
+    _check_consistent_channels(samples, csv_path)
+    return samples
+
+
+def _check_consistent_channels(samples: list[Sample], where: str | os.PathLike) -> None:
+    n_in = {s.input.shape[0] for s in samples}
+    n_out = {s.target.shape[0] for s in samples}
+    if len(n_in) > 1 or len(n_out) > 1:
+        raise UserError(f"{where}: rows have different numbers of channels (inputs {sorted(n_in)}, targets "
+                        f"{sorted(n_out)}); every row must give the same channels (use input_channels)")
+
+
+def samples_from_arrays(
+    inputs: list[np.ndarray],
+    targets: list[np.ndarray],
+    splits: list[str | None] | None = None,
+    groups: list[str] | None = None,
+    pixel_size_um: float | None = None,
+    names: list[str] | None = None,
+) -> list[Sample]:
+    """Build samples from channels-first arrays (the Python equivalent of a manifest).
+
+    Parameters
+    ----------
+    inputs, targets : list of numpy.ndarray
+        ``(C, Y, X)`` or ``(C, Z, Y, X)`` arrays, paired by position.
+    splits, groups, names : list, optional
+        Per-sample split (``train``/``val``/``test``), group and name.
+    pixel_size_um : float, optional
+        Lateral pixel size in µm.
+    """
+    if len(inputs) != len(targets):
+        raise UserError(f"{len(inputs)} input arrays but {len(targets)} target arrays; give one target per input")
+    if not inputs:
+        raise UserError("no arrays given; pass at least one input/target pair")
+    samples = []
+    for i, (x, y) in enumerate(zip(inputs, targets)):
+        name = names[i] if names else f"array{i}"
+        x = np.asarray(x, dtype=np.float32)
+        y = np.asarray(y, dtype=np.float32)
+        check_finite(x, name)
+        check_finite(y, name)
+        check_not_constant(x, name, "input image")
+        s = Sample(name=name, input=x, target=y, split=splits[i] if splits else None,
+                   group=groups[i] if groups else name, pixel_size_um=pixel_size_um, source=name)
+        check_pair(s)
+        samples.append(s)
+    _check_consistent_channels(samples, "arrays")
+    return samples
+
+
+def manifest_sha256(csv_path: str | os.PathLike | None, samples: list[Sample]) -> str:
+    """Hash of the training data: the manifest text plus every array's bytes."""
+    h = hashlib.sha256()
+    if csv_path is not None:
+        h.update(Path(csv_path).read_bytes())
+    for s in samples:
+        h.update(np.ascontiguousarray(s.input).tobytes())
+        h.update(np.ascontiguousarray(s.target).tobytes())
+    return h.hexdigest()

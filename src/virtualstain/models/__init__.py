@@ -1,0 +1,1 @@
+"""Networks (torch): the U-Net family, the registry of named configurations, model bundles."""

@@ -1,0 +1,59 @@
+"""Receptive field of the U-Net, computed from its architecture (no torch needed).
+
+For every output pixel, the interval of input pixels it can depend on is propagated
+backwards through the layers: a k×k conv widens an interval by (k−1)/2 on each side;
+a stride-f, kernel-f transposed conv maps output o to input ⌊o/f⌋; a stride-f,
+kernel-f down conv maps output i to inputs [f·i, f·i + f − 1]; at each encoder level
+the interval needed by the skip connection is merged with the one needed by the path
+below. Taking the worst case over the f^depth alignments of an output pixel gives the
+exact one-sided reach, which is the tiling margin: a tile extended by at least this
+many pixels on each side predicts its core exactly as the whole image would.
+"""
+
+from __future__ import annotations
+
+from .unet import UNetConfig
+
+_CONVS_PER_BLOCK = 2
+_HALF_KERNEL = 1  # 3×3 convolutions
+
+
+def _reach_one_axis(depth: int, factor: int, position: int) -> tuple[int, int]:
+    """Input interval [lo, hi] (level-0 pixels) on which output ``position`` depends."""
+    grow = _CONVS_PER_BLOCK * _HALF_KERNEL
+    lo = hi = position
+    lo, hi = lo - _HALF_KERNEL, hi + _HALF_KERNEL  # output head conv
+    skips: list[tuple[int, int]] = []
+    for _level in range(depth):  # decoders, finest to coarsest, then the transposed conv below each
+        lo, hi = lo - grow, hi + grow
+        skips.append((lo, hi))
+        lo, hi = lo // factor, hi // factor
+    lo, hi = lo - grow, hi + grow  # bottleneck
+    for level in reversed(range(depth)):  # down conv, merge skip, encoder block
+        lo, hi = factor * lo, factor * hi + factor - 1
+        lo, hi = min(lo, skips[level][0]), max(hi, skips[level][1])
+        lo, hi = lo - grow, hi + grow
+    return lo, hi
+
+
+def receptive_field_reach(config: UNetConfig) -> tuple[int, ...]:
+    """Largest one-sided reach (pixels) of an output pixel into the input, per spatial axis."""
+    reach = []
+    for factor in config.factors():
+        period = factor ** config.depth
+        worst = 0
+        for p in range(period):
+            lo, hi = _reach_one_axis(config.depth, factor, p)
+            worst = max(worst, p - lo, hi - p)
+        reach.append(worst)
+    return tuple(reach)
+
+
+def receptive_field(config: UNetConfig) -> tuple[int, ...]:
+    """Full receptive-field width (pixels) per spatial axis: 2·reach + 1."""
+    return tuple(2 * r + 1 for r in receptive_field_reach(config))
+
+
+def tiling_margin(config: UNetConfig) -> tuple[int, ...]:
+    """Reach rounded up to the network's size multiple, per spatial axis (pixels)."""
+    return tuple(-(-r // m) * m for r, m in zip(receptive_field_reach(config), config.size_multiple()))

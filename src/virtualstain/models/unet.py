@@ -1,0 +1,139 @@
+"""A dimension-generic U-Net (2D or 3D, any number of input and output channels).
+
+Per level: conv-BN-ReLU ×2 (3×3[×3], zero padding 1); down: stride-2 conv (kernel 2)
++ BN + ReLU; up: transposed conv (kernel 2, stride 2) + BN + ReLU, concatenation with
+the skip, conv-BN-ReLU ×2; a linear 3×3 output conv (fnet). ``residual=True`` adds the
+input to the output (PICS); when channel counts differ, a learned 1×1 projection of the
+input is added instead. ``downsample_z=False`` keeps Z (anisotropic, for thin stacks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Architecture of a :class:`UNet`.
+
+    Attributes
+    ----------
+    in_channels, out_channels : int
+        Channels of the input and the prediction.
+    spatial_dims : {2, 3}
+        2D ``(N, C, Y, X)`` or 3D ``(N, C, Z, Y, X)`` tensors.
+    depth : int
+        Number of stride-2 downsamplings.
+    base_width : int
+        Feature maps at the first level; doubled at each level down.
+    max_width : int
+        Upper limit on feature maps.
+    residual : bool
+        Output = input (or its 1×1 projection) + learned residual (PICS).
+    downsample_z : bool
+        For 3D: downsample Z too (False = anisotropic, Z kept at full resolution).
+    batchnorm : bool
+        Batch normalisation before every activation.
+    """
+
+    in_channels: int = 1
+    out_channels: int = 1
+    spatial_dims: int = 2
+    depth: int = 4
+    base_width: int = 32
+    max_width: int = 512
+    residual: bool = False
+    downsample_z: bool = True
+    batchnorm: bool = True
+
+    def widths(self) -> list[int]:
+        return [min(self.base_width * 2 ** level, self.max_width) for level in range(self.depth + 1)]
+
+    def factors(self) -> tuple[int, ...]:
+        """Downsampling factor per spatial axis at each level ((Z,) Y, X)."""
+        if self.spatial_dims == 2:
+            return (2, 2)
+        return (2 if self.downsample_z else 1, 2, 2)
+
+    def size_multiple(self) -> tuple[int, ...]:
+        """Each spatial axis of the network input must be a multiple of this."""
+        return tuple(f ** self.depth for f in self.factors())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ops(dims: int):
+    return (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d) if dims == 2 else (nn.Conv3d, nn.ConvTranspose3d, nn.BatchNorm3d)
+
+
+def _norm_act(bn, width: int, batchnorm: bool) -> list[nn.Module]:
+    return ([bn(width)] if batchnorm else []) + [nn.ReLU(inplace=True)]
+
+
+class DoubleConv(nn.Sequential):
+    """(conv 3 → BN → ReLU) × 2."""
+
+    def __init__(self, dims: int, c_in: int, c_out: int, batchnorm: bool):
+        conv, _, bn = _ops(dims)
+        super().__init__(
+            conv(c_in, c_out, 3, padding=1, bias=not batchnorm), *_norm_act(bn, c_out, batchnorm),
+            conv(c_out, c_out, 3, padding=1, bias=not batchnorm), *_norm_act(bn, c_out, batchnorm),
+        )
+
+
+class UNet(nn.Module):
+    """U-Net mapping ``(N, C_in, *spatial)`` to ``(N, C_out, *spatial)``.
+
+    Spatial sizes must be multiples of ``config.size_multiple()``; the prediction
+    workflow pads (reflect) and crops so that users never see this constraint.
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        dims, widths, bn_on = config.spatial_dims, config.widths(), config.batchnorm
+        conv, convt, bn = _ops(dims)
+        stride = config.factors()
+        self.encoders = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        c_in = config.in_channels
+        for level in range(config.depth):
+            self.encoders.append(DoubleConv(dims, c_in, widths[level], bn_on))
+            self.downs.append(nn.Sequential(conv(widths[level], widths[level], stride, stride=stride, bias=not bn_on),
+                                            *_norm_act(bn, widths[level], bn_on)))
+            c_in = widths[level]
+        self.bottleneck = DoubleConv(dims, c_in, widths[config.depth], bn_on)
+        self.ups = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for level in reversed(range(config.depth)):
+            self.ups.append(nn.Sequential(convt(widths[level + 1], widths[level], stride, stride=stride, bias=not bn_on),
+                                          *_norm_act(bn, widths[level], bn_on)))
+            self.decoders.append(DoubleConv(dims, 2 * widths[level], widths[level], bn_on))
+        self.head = conv(widths[0], config.out_channels, 3, padding=1)
+        self.skip_projection = None
+        if config.residual and config.in_channels != config.out_channels:
+            self.skip_projection = conv(config.in_channels, config.out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = x
+        for enc, down in zip(self.encoders, self.downs):
+            h = enc(h)
+            skips.append(h)
+            h = down(h)
+        h = self.bottleneck(h)
+        for up, dec, skip in zip(self.ups, self.decoders, reversed(skips)):
+            h = dec(torch.cat([skip, up(h)], dim=1))
+        out = self.head(h)
+        if self.config.residual:
+            out = out + (self.skip_projection(x) if self.skip_projection is not None else x)
+        return out
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

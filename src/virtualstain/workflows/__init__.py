@@ -1,0 +1,1 @@
+"""Workflows (torch): training, tiled prediction, evaluation, the demo."""

@@ -1,0 +1,158 @@
+"""Training configuration: a pydantic model read from YAML; every value has a default.
+
+Errors name the field to fix, e.g. ``config.yaml: training.lr: Input should be greater
+than 0 (got -1)``. Unknown keys are refused, so typos do not pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import UserError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(_Strict):
+    """Which network: a registry name plus optional overrides of its preset."""
+
+    architecture: Literal["pics", "fnet", "unet"] = "pics"
+    spatial_dims: Literal[2, 3] = 2
+    depth: int | None = Field(None, ge=1, le=6, description="stride-2 downsamplings (preset if empty)")
+    base_width: int | None = Field(None, ge=1, le=256, description="feature maps at level 0 (preset if empty)")
+    max_width: int | None = Field(None, ge=1, le=2048)
+    residual: bool | None = None
+    downsample_z: bool = Field(True, description="3D only: False keeps Z at full resolution (thin stacks)")
+
+
+class DataSettings(_Strict):
+    """How images become training patches."""
+
+    input_channels: list[int] | None = Field(None, description="channels/planes of each input file to use")
+    input_normalization: Literal["percentile", "zscore", "minmax"] = "percentile"
+    target_normalization: Literal["percentile", "zscore", "minmax"] = "percentile"
+    percentiles: tuple[float, float] = (1.0, 99.8)
+    patch_size: list[int] | None = Field(None, description="(Y, X) or (Z, Y, X); default 128² or 32×64×64")
+    min_signal_fraction: float = Field(0.0, ge=0.0, le=1.0, description="skip patches with less target signal")
+    augment: bool = True
+    input_channel_names: list[str] | None = None
+    target_channel_names: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _percentiles_ordered(self):
+        lo, hi = self.percentiles
+        if not 0 <= lo < hi <= 100:
+            raise ValueError(f"percentiles must satisfy 0 ≤ low < high ≤ 100, got {list(self.percentiles)}")
+        return self
+
+
+class SplitSettings(_Strict):
+    """Automatic splits (used when the manifest has no split column)."""
+
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.25, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _leaves_training(self):
+        if self.val_fraction + self.test_fraction >= 0.95:
+            raise ValueError("val_fraction + test_fraction must leave at least 5 % for training")
+        return self
+
+
+class TrainingSettings(_Strict):
+    """The optimisation loop."""
+
+    loss: Literal["mse", "mae", "pearson"] = "mse"
+    optimizer: Literal["adam", "adadelta"] = "adam"
+    lr: float = Field(1e-3, gt=0.0, description="learning rate (Adadelta: 1.0 is usual)")
+    betas: tuple[float, float] = (0.5, 0.999)
+    batch_size: int = Field(8, ge=1)
+    patches_per_epoch: int = Field(256, ge=1)
+    max_epochs: int = Field(50, ge=1)
+    max_minutes: float | None = Field(None, gt=0.0, description="wall-clock budget over all resumes")
+    early_stopping_patience: int | None = Field(15, ge=1)
+    seed: int = 0
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | Literal["auto"] = "auto"
+    num_nodes: int = Field(1, ge=1)
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
+    precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed"] = "auto"
+    num_workers: int = Field(0, ge=0)
+    val_max_size: int = Field(512, ge=16, description="validation regions are centre-cropped to this in YX")
+    val_max_regions: int = Field(32, ge=1)
+    progress_bar: bool = True
+
+    @model_validator(mode="after")
+    def _betas_in_range(self):
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {list(self.betas)}")
+        return self
+
+
+class TrainConfig(_Strict):
+    """Everything ``virtualstain train`` needs beyond the manifest."""
+
+    model: ModelSettings = ModelSettings()
+    data: DataSettings = DataSettings()
+    split: SplitSettings = SplitSettings()
+    training: TrainingSettings = TrainingSettings()
+
+    @model_validator(mode="after")
+    def _patch_dims(self):
+        p = self.data.patch_size
+        if p is not None and len(p) != self.model.spatial_dims:
+            raise ValueError(f"data.patch_size has {len(p)} values but model.spatial_dims is {self.model.spatial_dims}; "
+                             "give (Y, X) for 2D or (Z, Y, X) for 3D")
+        return self
+
+    def patch_size(self) -> tuple[int, ...]:
+        if self.data.patch_size:
+            return tuple(self.data.patch_size)
+        return (128, 128) if self.model.spatial_dims == 2 else (32, 64, 64)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    parts = []
+    for e in error.errors()[:3]:
+        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown setting; check its spelling against docs/architecture.md (configuration)"
+        got = e.get("input")
+        tail = f" (got {got!r})" if got is not None and e["type"] != "extra_forbidden" and not isinstance(got, dict) else ""
+        parts.append(f"{loc}: {msg}{tail}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def config_from_dict(data: dict, source: str = "config") -> TrainConfig:
+    """Validate a nested dict; a :class:`UserError` names the field to fix."""
+    try:
+        return TrainConfig.model_validate(data or {})
+    except ValidationError as exc:
+        raise UserError(_describe(exc, source)) from None
+
+
+def load_config(path: str | os.PathLike | None) -> TrainConfig:
+    """Read a YAML config (None → all defaults)."""
+    if path is None:
+        return TrainConfig()
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: config file not found; give a YAML file or leave --config out for defaults")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from None
+    if data is not None and not isinstance(data, dict):
+        raise UserError(f"{path}: the YAML must be a mapping with sections model/data/split/training")
+    return config_from_dict(data or {}, str(path))

@@ -1,0 +1,94 @@
+"""The Lightning pieces of training: datasets of patches/regions and the module."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..data.patches import PatchSampler
+from ..data.splits import Region
+from ..models.unet import UNet
+from .losses import LOSSES, pearson_loss
+from .tiling import pad_to_multiple
+
+
+class PatchDataset(Dataset):
+    """``patches_per_epoch`` random patches; item i of epoch e is seeded by (seed, e, i)."""
+
+    def __init__(self, sampler: PatchSampler, length: int, seed: int):
+        self.sampler, self.length, self.seed, self.epoch = sampler, length, seed, 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        x, y = self.sampler.sample(rng)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+class RegionDataset(Dataset):
+    """Whole validation regions (centre-cropped to ``max_size`` in YX), padded to the size multiple."""
+
+    def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], regions: Sequence[Region],
+                 multiple: Sequence[int], max_size: int):
+        self.items = []
+        for r in regions:
+            sl = list(r.slices())
+            for axis in (-2, -1):
+                a, b = r.bounds[axis]
+                if b - a > max_size:
+                    start = a + (b - a - max_size) // 2
+                    sl[axis] = slice(start, start + max_size)
+            x, _ = pad_to_multiple(inputs[r.sample][tuple(sl)], multiple)
+            y = targets[r.sample][tuple(sl)]
+            self.items.append((np.ascontiguousarray(x), np.ascontiguousarray(y)))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        x, y = self.items[i]
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+class VirtualStainModule(pl.LightningModule):
+    """Trains a network with a pixel loss; validates on whole regions (loss and Pearson r)."""
+
+    def __init__(self, network: UNet, loss: str = "mse", optimizer: str = "adam", lr: float = 1e-3,
+                 betas: Sequence[float] = (0.5, 0.999)):
+        super().__init__()
+        self.network = network
+        self.loss_name, self.loss_fn = loss, LOSSES[loss]
+        self.optimizer_name, self.lr, self.betas = optimizer, lr, tuple(betas)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+    def on_train_epoch_start(self) -> None:
+        dataset = self.trainer.train_dataloader.dataset
+        if isinstance(dataset, PatchDataset):
+            dataset.epoch = self.current_epoch
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.loss_fn(self(x), y)
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        pred = self(x)[(slice(None), slice(None)) + tuple(slice(0, n) for n in y.shape[2:])]
+        loss = self.loss_fn(pred, y)
+        r = 1.0 - pearson_loss(pred.float(), y.float())
+        self.log("val_loss", loss, prog_bar=True, on_epoch=True, batch_size=1, sync_dist=True)
+        self.log("val_pearson", r, prog_bar=True, on_epoch=True, batch_size=1, sync_dist=True)
+
+    def configure_optimizers(self):
+        if self.optimizer_name == "adadelta":
+            return torch.optim.Adadelta(self.parameters(), lr=self.lr)
+        return torch.optim.Adam(self.parameters(), lr=self.lr, betas=self.betas)

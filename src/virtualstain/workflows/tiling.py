@@ -1,0 +1,132 @@
+"""Tiled inference: crop-and-stitch with a margin ≥ the receptive field.
+
+The image is reflect-padded to the network's size multiple; tiles are windows of that
+padded image whose cores partition it and whose margins (≥ the exact receptive-field
+reach, rounded to the size multiple) are cut away after prediction. Because every window
+starts on the downsampling grid and every core pixel sees all of its receptive field,
+the stitched result equals whole-image prediction up to float rounding, for any shape.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.receptive_field import tiling_margin
+from ..models.unet import UNetConfig
+
+DEFAULT_CPU_BUDGET_MB = 1024
+
+
+def pad_to_multiple(image: np.ndarray, multiple: Sequence[int]) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Reflect-pad the spatial axes (after axis 0) at their ends up to a multiple.
+
+    Returns the padded array and the original spatial shape (to crop back).
+    """
+    spatial = image.shape[1:]
+    pads = [(0, 0)] + [(0, (-n) % m) for n, m in zip(spatial, multiple)]
+    if any(p[1] for p in pads):
+        mode = "reflect" if all(n > 1 for n, (_, p) in zip(spatial, pads[1:]) if p) else "edge"
+        image = np.pad(image, pads, mode=mode)
+    return image, tuple(spatial)
+
+
+def bytes_per_pixel(config: UNetConfig) -> float:
+    """Rough inference memory (bytes) per input pixel: skips of every level plus working tensors."""
+    shrink = 1
+    for f in config.factors():
+        shrink *= f
+    widths = config.widths()
+    skips = sum(w / shrink ** level for level, w in enumerate(widths))
+    return 4.0 * (2 * skips + 6 * widths[0] + config.in_channels + config.out_channels)
+
+
+def auto_tile_size(config: UNetConfig, budget_mb: float) -> tuple[int, ...]:
+    """Largest tile core (per axis, multiple of the size multiple) whose window fits ``budget_mb``."""
+    margin = tiling_margin(config)
+    mult = config.size_multiple()
+    pixels = budget_mb * 2 ** 20 / bytes_per_pixel(config)
+    dims = config.spatial_dims
+    side = pixels ** (1.0 / dims)
+    core = [max(m, int((side - 2 * g) // m) * m) for g, m in zip(margin, mult)]
+    return tuple(core)
+
+
+def _axis_tiles(length: int, core: int, multiple: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """(window_start, window_stop, core_start, core_stop) along one axis of the padded image."""
+    n = max(1, math.ceil(length / core))
+    step = math.ceil(length / n / multiple) * multiple
+    tiles = []
+    for start in range(0, length, step):
+        stop = min(start + step, length)
+        tiles.append((max(0, start - margin), min(length, stop + margin), start, stop))
+    return tiles
+
+
+def tile_grid(shape: Sequence[int], core: Sequence[int], multiple: Sequence[int], margin: Sequence[int]):
+    """All tiles of a padded spatial ``shape``: lists of per-axis (window, core) bounds."""
+    per_axis = [_axis_tiles(n, c, m, g) for n, c, m, g in zip(shape, core, multiple, margin)]
+    return list(itertools.product(*per_axis))
+
+
+def _run(network: nn.Module, array: np.ndarray, device: torch.device, amp: bool) -> np.ndarray:
+    x = torch.from_numpy(np.ascontiguousarray(array))[None].to(device)
+    with torch.inference_mode():
+        if amp and device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.float16):
+                y = network(x)
+        else:
+            y = network(x)
+    return y[0].float().cpu().numpy()
+
+
+def predict_padded(network: nn.Module, padded: np.ndarray, tile: Sequence[int] | None, device: torch.device,
+                   amp: bool = False, progress=None) -> np.ndarray:
+    """Predict a padded channels-first array whole (``tile=None``) or tile by tile."""
+    config: UNetConfig = network.config
+    spatial = padded.shape[1:]
+    if tile is None or all(t >= n for t, n in zip(tile, spatial)):
+        return _run(network, padded, device, amp)
+    mult = config.size_multiple()
+    margin = tiling_margin(config)
+    core = [max(m, (int(t) // m) * m) for t, m in zip(tile, mult)]
+    tiles = tile_grid(spatial, core, mult, margin)
+    out = np.empty((config.out_channels, *spatial), np.float32)
+    for bounds in tiles:
+        window = (slice(None),) + tuple(slice(w0, w1) for w0, w1, _, _ in bounds)
+        pred = _run(network, padded[window], device, amp)
+        inner = (slice(None),) + tuple(slice(c0 - w0, c1 - w0) for w0, _, c0, c1 in bounds)
+        dest = (slice(None),) + tuple(slice(c0, c1) for _, _, c0, c1 in bounds)
+        out[dest] = pred[inner]
+        if progress is not None:
+            progress.update(1)
+    return out
+
+
+def count_tiles(spatial: Sequence[int], config: UNetConfig, tile: Sequence[int] | None) -> int:
+    """How many windows :func:`predict_padded` will run for a padded ``spatial`` shape."""
+    if tile is None or all(t >= n for t, n in zip(tile, spatial)):
+        return 1
+    mult = config.size_multiple()
+    core = [max(m, (int(t) // m) * m) for t, m in zip(tile, mult)]
+    return len(tile_grid(spatial, core, mult, tiling_margin(config)))
+
+
+def dihedral_transforms(spatial_dims: int) -> list[tuple[int, bool]]:
+    """The 8 (rot90 k, flip X) pairs acting in the YX plane (test-time augmentation)."""
+    return [(k, f) for k in range(4) for f in (False, True)]
+
+
+def apply_transform(array: np.ndarray, k: int, flip: bool, inverse: bool = False) -> np.ndarray:
+    """Rotate by k·90° in YX and optionally flip X (or undo that)."""
+    axes = (array.ndim - 2, array.ndim - 1)
+    if not inverse:
+        out = np.rot90(array, k, axes=axes)
+        return np.flip(out, -1) if flip else out
+    out = np.flip(array, -1) if flip else array
+    return np.rot90(out, -k, axes=axes)

@@ -1,0 +1,306 @@
+"""Train a virtual stain from paired images (Lightning loop) and write a model bundle.
+
+``RUN/`` receives ``config.yaml`` (the resolved config), ``splits.json`` (which pixels
+trained, validated and tested), ``checkpoints/last.ckpt`` (resume state, written
+atomically after every validation) and ``checkpoints/best.ckpt``, ``log/metrics.csv``
+(per-epoch losses), ``model/`` (the bundle, from the best checkpoint), ``test/`` (the
+held-out predictions, targets and ``metrics.csv``) and ``summary.json``.
+
+Interrupted runs (even ``kill -9``) resume from ``last.ckpt`` when ``train`` is called
+again with the same ``--out`` and config, losing at most the epoch in progress.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._atomic import atomic_path, ensure_writable_dir, write_text_atomic
+from ..data.io import write_tiff
+from ..data.normalization import Normalizer
+from ..data.patches import PatchSampler, fit_patch_size
+from ..data.samples import Sample, manifest_sha256, read_manifest
+from ..data.splits import SplitPlan, plan_splits
+from ..errors import UserError
+from ..metrics import pearson_r
+from ..models.bundle import ModelBundle, save_bundle
+from ..models.registry import build, make_config
+from .config import TrainConfig
+from .predict import predict
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    model_dir: Path
+    validation: dict
+    test_rows: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def _channel_names(samples: list[Sample], config: TrainConfig) -> tuple[list[str], list[str]]:
+    n_in, n_out = samples[0].input.shape[0], samples[0].target.shape[0]
+    names_in = config.data.input_channel_names
+    if not names_in:
+        chans = config.data.input_channels
+        names_in = [f"input{c}" for c in (chans or range(n_in))]
+    names_out = config.data.target_channel_names
+    if not names_out:
+        paths = [Path(p) for p in samples[0].target_paths]
+        if len(paths) == n_out and paths:
+            stems = [p.stem for p in paths]
+            names_out = stems if len(set(stems)) == len(stems) else [p.parent.name for p in paths]
+        else:
+            names_out = [f"target{c}" for c in range(n_out)]
+    if len(names_in) != n_in or len(names_out) != n_out:
+        raise UserError(f"data.input_channel_names/target_channel_names give {len(names_in)}/{len(names_out)} names "
+                        f"for {n_in}/{n_out} channels; give one name per channel")
+    return list(names_in), list(names_out)
+
+
+def _precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def _prepare_resume(run: Path, config: TrainConfig, fresh: bool) -> Path | None:
+    ckpt_dir = run / "checkpoints"
+    saved = run / "config.yaml"
+    if fresh:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    last = ckpt_dir / "last.ckpt"
+    if last.exists() and saved.exists():
+        if saved.read_text(encoding="utf-8") != config.to_yaml():
+            raise UserError(f"{run}: holds an interrupted run with another config ({saved}); use another --out, "
+                            "or pass --fresh to discard it")
+        return last
+    return None
+
+
+def _lightning_checkpoint_callback():
+    import lightning.pytorch as pl
+
+    class AtomicLastCheckpoint(pl.Callback):
+        """Save the full training state after every validation, via a temporary file and rename."""
+
+        def __init__(self, path: Path):
+            self.path = path
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if trainer.sanity_checking:
+                return
+            tmp = self.path.with_name(self.path.name + ".part")
+            trainer.save_checkpoint(tmp, weights_only=False)
+            if trainer.is_global_zero:
+                os.replace(tmp, self.path)
+
+    return AtomicLastCheckpoint
+
+
+def _fit(config: TrainConfig, network, train_ds, val_ds, run: Path, resume: Path | None) -> dict:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+    from torch.utils.data import DataLoader
+
+    from .lightning_module import VirtualStainModule
+
+    t = config.training
+    module = VirtualStainModule(network, loss=t.loss, optimizer=t.optimizer, lr=t.lr, betas=t.betas)
+    ckpt_dir = run / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
+                           enable_version_counter=False)
+    callbacks = [best, _lightning_checkpoint_callback()(ckpt_dir / "last.ckpt")]
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=t.early_stopping_patience))
+    trainer = pl.Trainer(
+        max_epochs=t.max_epochs,
+        max_time={"minutes": t.max_minutes} if t.max_minutes else None,
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=_precision(t.precision),
+        callbacks=callbacks,
+        logger=CSVLogger(save_dir=str(run), name="", version="log"),
+        default_root_dir=str(run),
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
+    train_loader = DataLoader(train_ds, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers,
+                              drop_last=len(train_ds) >= t.batch_size, persistent_workers=t.num_workers > 0)
+    val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=0)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*weights_only.*")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None, weights_only=True)
+    seconds = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return {}
+    best_path = Path(best.best_model_path) if best.best_model_path else ckpt_dir / "last.ckpt"
+    state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
+    network.load_state_dict({k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")})
+    score = best.best_model_score
+    metrics = trainer.callback_metrics
+    return {
+        "best_val_loss": float(score) if score is not None else None,
+        "last_val_pearson": float(metrics["val_pearson"]) if "val_pearson" in metrics else None,
+        "epochs": int(trainer.current_epoch),
+        "seconds_this_session": round(seconds, 1),
+        "patches_per_second": round(trainer.global_step * t.batch_size / max(seconds, 1e-9), 2),
+        "resumed_from": str(resume) if resume else None,
+    }
+
+
+def _validation_pearson(bundle: ModelBundle, samples: list[Sample], plan: SplitPlan, max_size: int) -> list[float]:
+    rs = []
+    for r in plan.of("val"):
+        sl = list(r.slices())
+        for axis in (-2, -1):
+            a, b = r.bounds[axis]
+            if b - a > max_size:
+                start = a + (b - a - max_size) // 2
+                sl[axis] = slice(start, start + max_size)
+        x, y = samples[r.sample].input[tuple(sl)], samples[r.sample].target[tuple(sl)]
+        pred = predict(bundle, x, source=samples[r.sample].name)
+        rs.append([pearson_r(pred[c], y[c]) for c in range(y.shape[0])])
+    return np.nanmean(np.array(rs), axis=0).tolist() if rs else []
+
+
+def evaluate_test_regions(bundle: ModelBundle, samples: list[Sample], plan: SplitPlan, out: Path) -> list[dict]:
+    """Predict every test region, write prediction/target TIFFs and per-channel Pearson r."""
+    rows = []
+    regions = plan.of("test")
+    for k, r in enumerate(regions):
+        s = samples[r.sample]
+        x, y = s.input[r.slices()], s.target[r.slices()]
+        name = s.name if plan.mode != "spatial" else f"{s.name}_test"
+        if sum(1 for q in regions if samples[q.sample].name == s.name) > 1:
+            name = f"{name}_{k}"
+        pred = predict(bundle, x, source=s.name)
+        write_tiff(out / "prediction" / f"{name}.tif", pred, pixel_size_um=s.pixel_size_um,
+                   channel_names=bundle.output_channel_names)
+        write_tiff(out / "target" / f"{name}.tif", y, pixel_size_um=s.pixel_size_um,
+                   channel_names=bundle.output_channel_names)
+        write_tiff(out / "input" / f"{name}.tif", x, pixel_size_um=s.pixel_size_um,
+                   channel_names=bundle.input_channel_names)
+        for c, channel in enumerate(bundle.output_channel_names):
+            rows.append({"image": name, "channel": channel, "pearson_r": pearson_r(pred[c], y[c]),
+                         "region": json.dumps(r.to_dict()["bounds"])})
+    if rows:
+        with atomic_path(out / "metrics.csv") as tmp:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+    return rows
+
+
+def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config: TrainConfig | None = None, *,
+          max_minutes: float | None = None, fresh: bool = False) -> TrainResult:
+    """Train a model on a manifest (or samples) and write ``out/model`` and the run's records.
+
+    Parameters
+    ----------
+    data : path or list of Sample
+        A CSV manifest (see :mod:`virtualstain.data.samples`) or in-memory samples
+        (:func:`~virtualstain.data.samples.samples_from_arrays`).
+    out : path
+        Run folder.
+    config : TrainConfig, optional
+        Defaults everywhere when omitted.
+    max_minutes : float, optional
+        Wall-clock budget for training (overrides ``training.max_minutes``).
+    fresh : bool
+        Discard an interrupted run in ``out`` instead of resuming it.
+
+    Returns
+    -------
+    TrainResult
+    """
+    config = (config or TrainConfig()).model_copy(deep=True)
+    if max_minutes is not None:
+        config.training.max_minutes = max_minutes
+    run = ensure_writable_dir(out)
+    dims = config.model.spatial_dims
+    if isinstance(data, (str, os.PathLike)):
+        manifest_path: Path | None = Path(data)
+        samples = read_manifest(manifest_path, dims, config.data.input_channels)
+    else:
+        manifest_path, samples = None, list(data)
+    plan = plan_splits(samples, config.split.val_fraction, config.split.test_fraction, config.training.seed)
+    train_regions, val_regions = plan.of("train"), plan.of("val")
+    if not train_regions:
+        raise UserError("no training data after splitting; mark rows split=train or lower the val/test fractions")
+    if not val_regions:
+        raise UserError("no validation data after splitting; add split=val rows or raise split.val_fraction")
+    x_norm = Normalizer.fit([samples[r.sample].input[r.slices()] for r in train_regions],
+                            config.data.input_normalization, config.data.percentiles, "inputs")
+    y_norm = Normalizer.fit([samples[r.sample].target[r.slices()] for r in train_regions],
+                            config.data.target_normalization, config.data.percentiles, "targets")
+    inputs = [x_norm(s.input) for s in samples]
+    targets = [y_norm(s.target) for s in samples]
+    m = config.model
+    net_config = make_config(m.architecture, inputs[0].shape[0], targets[0].shape[0], dims, depth=m.depth,
+                             base_width=m.base_width, max_width=m.max_width, residual=m.residual,
+                             downsample_z=m.downsample_z)
+    torch.manual_seed(config.training.seed)
+    network = build(m.architecture, net_config)
+    patch = fit_patch_size(config.patch_size(), train_regions, net_config.size_multiple())
+    sampler = PatchSampler(inputs, targets, train_regions, patch, config.data.min_signal_fraction, config.data.augment)
+
+    from .lightning_module import PatchDataset, RegionDataset
+
+    train_ds = PatchDataset(sampler, config.training.patches_per_epoch, config.training.seed)
+    val_ds = RegionDataset(inputs, targets, val_regions[: config.training.val_max_regions],
+                           net_config.size_multiple(), config.training.val_max_size)
+    resume = _prepare_resume(run, config, fresh)
+    write_text_atomic(run / "config.yaml", config.to_yaml())
+    write_text_atomic(run / "splits.json", json.dumps({
+        "mode": plan.mode, "description": plan.description,
+        "samples": [{"name": s.name, "source": s.source, "shape": list(s.spatial_shape)} for s in samples],
+        "regions": [r.to_dict() for r in plan.regions]}, indent=2))
+    started = time.perf_counter()
+    fit_info = _fit(config, network, train_ds, val_ds, run, resume)
+    if not fit_info:  # a non-zero DDP rank: rank 0 writes the outputs
+        return TrainResult(run, run / "model", {})
+    names_in, names_out = _channel_names(samples, config)
+    pixel_sizes = {s.pixel_size_um for s in samples if s.pixel_size_um}
+    bundle = ModelBundle(
+        network=network.eval(), architecture=m.architecture, input_normalizer=x_norm, target_normalizer=y_norm,
+        input_channel_names=names_in, output_channel_names=names_out, input_channels=config.data.input_channels,
+        pixel_size_um=pixel_sizes.pop() if len(pixel_sizes) == 1 else None,
+        info={"training": {"config": config.model_dump(mode="json"), "patch_size": list(patch),
+                           "manifest": str(manifest_path) if manifest_path else None,
+                           "manifest_sha256": manifest_sha256(manifest_path, samples),
+                           "split_mode": plan.mode, "split": plan.description,
+                           "n_samples": len(samples), **fit_info}},
+    )
+    val_r = _validation_pearson(bundle, samples, plan, config.training.val_max_size)
+    bundle.info["validation"] = {"loss": fit_info["best_val_loss"], "loss_name": config.training.loss,
+                                 "pearson_r": dict(zip(names_out, val_r))}
+    model_dir = save_bundle(bundle, run / "model")
+    test_rows = evaluate_test_regions(bundle, samples, plan, run / "test")
+    test_r = {c: float(np.nanmean([r["pearson_r"] for r in test_rows if r["channel"] == c])) for c in names_out} \
+        if test_rows else {}
+    summary = {"model": str(model_dir), "split_mode": plan.mode, "split": plan.description,
+               "validation_pearson_r": dict(zip(names_out, val_r)), "test_pearson_r": test_r,
+               "wall_seconds": round(time.perf_counter() - started, 1), **fit_info}
+    write_text_atomic(run / "summary.json", json.dumps(summary, indent=2))
+    return TrainResult(run, model_dir, bundle.info["validation"], test_rows, summary)
