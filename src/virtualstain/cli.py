@@ -67,7 +67,7 @@ def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None
 
     written = predict_files(model, inputs, out, input_channels=_channels(input_channels), tile_size=tile_size, tta=tta,
                             overwrite=overwrite, composite=composite, device=device, amp=amp,
-                            memory_budget_mb=memory_mb)
+                            memory_budget_mb=memory_mb, progress=sys.stderr.isatty())
     click.echo(f"{len(written)} prediction(s) in {out}")
 
 
@@ -128,7 +128,7 @@ def demo(out: str, data: str | None, minutes: float) -> None:
     """Train on synthetic cells, predict, evaluate and write a short report (≈2 minutes on 2 CPU cores)."""
     from .workflows.demo import run_demo
 
-    summary = run_demo(out, data=data, minutes=minutes)
+    summary = run_demo(out, data=data, minutes=minutes, progress=sys.stderr.isatty())
     for name, value in summary["test_pearson_r"].items():
         click.echo(f"test r [{name}]: {value:.3f}")
     click.echo(f"report: {out}/report.md ({summary['total_seconds']} s)")

@@ -232,5 +232,5 @@ def write_tiff(
 
         metadata["Description"] = json.dumps(description)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, array, ome=True, metadata=metadata, compression="zlib")
+        tifffile.imwrite(tmp, array, ome=True, metadata=metadata, compression="zlib", photometric="minisblack")
     return Path(path)

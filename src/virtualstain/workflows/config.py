@@ -87,7 +87,7 @@ class TrainingSettings(_Strict):
     num_workers: int = Field(0, ge=0)
     val_max_size: int = Field(512, ge=16, description="validation regions are centre-cropped to this in YX")
     val_max_regions: int = Field(32, ge=1)
-    progress_bar: bool = True
+    progress_bar: bool = Field(True, description="show a progress bar (on a terminal)")
 
     @model_validator(mode="after")
     def _betas_in_range(self):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
@@ -92,3 +94,21 @@ class VirtualStainModule(pl.LightningModule):
         if self.optimizer_name == "adadelta":
             return torch.optim.Adadelta(self.parameters(), lr=self.lr)
         return torch.optim.Adam(self.parameters(), lr=self.lr, betas=self.betas)
+
+
+class AtomicLastCheckpoint(pl.Callback):
+    """Save the full training state after every validation, via a temporary file and a rename.
+
+    A run killed at any moment (even ``kill -9``) leaves the previous complete state.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        tmp = self.path.with_name(self.path.name + ".part")
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)

@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from .._atomic import atomic_path, ensure_writable_dir, write_text_atomic
 from ..data.io import write_tiff
@@ -77,38 +79,31 @@ def _precision(setting: str) -> str:
     return "32-true"
 
 
+RESUMABLE_CHANGES = {"max_minutes", "max_epochs", "progress_bar", "num_workers"}
+
+
+def _comparable(config: dict) -> dict:
+    training = {k: v for k, v in config.get("training", {}).items() if k not in RESUMABLE_CHANGES}
+    return {**config, "training": training}
+
+
 def _prepare_resume(run: Path, config: TrainConfig, fresh: bool) -> Path | None:
+    """The checkpoint to resume from, if ``run`` holds an interrupted run with the same settings.
+
+    The budget (``max_minutes``, ``max_epochs``) and display settings may change between resumes.
+    """
     ckpt_dir = run / "checkpoints"
     saved = run / "config.yaml"
     if fresh:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     last = ckpt_dir / "last.ckpt"
     if last.exists() and saved.exists():
-        if saved.read_text(encoding="utf-8") != config.to_yaml():
+        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+        if _comparable(old) != _comparable(config.model_dump(mode="json")):
             raise UserError(f"{run}: holds an interrupted run with another config ({saved}); use another --out, "
                             "or pass --fresh to discard it")
         return last
     return None
-
-
-def _lightning_checkpoint_callback():
-    import lightning.pytorch as pl
-
-    class AtomicLastCheckpoint(pl.Callback):
-        """Save the full training state after every validation, via a temporary file and rename."""
-
-        def __init__(self, path: Path):
-            self.path = path
-
-        def on_validation_end(self, trainer, pl_module) -> None:
-            if trainer.sanity_checking:
-                return
-            tmp = self.path.with_name(self.path.name + ".part")
-            trainer.save_checkpoint(tmp, weights_only=False)
-            if trainer.is_global_zero:
-                os.replace(tmp, self.path)
-
-    return AtomicLastCheckpoint
 
 
 def _fit(config: TrainConfig, network, train_ds, val_ds, run: Path, resume: Path | None) -> dict:
@@ -117,7 +112,7 @@ def _fit(config: TrainConfig, network, train_ds, val_ds, run: Path, resume: Path
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from .lightning_module import VirtualStainModule
+    from .lightning_module import AtomicLastCheckpoint, VirtualStainModule
 
     t = config.training
     module = VirtualStainModule(network, loss=t.loss, optimizer=t.optimizer, lr=t.lr, betas=t.betas)
@@ -125,7 +120,7 @@ def _fit(config: TrainConfig, network, train_ds, val_ds, run: Path, resume: Path
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
                            enable_version_counter=False)
-    callbacks = [best, _lightning_checkpoint_callback()(ckpt_dir / "last.ckpt")]
+    callbacks = [best, AtomicLastCheckpoint(ckpt_dir / "last.ckpt")]
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=t.early_stopping_patience))
     trainer = pl.Trainer(
@@ -134,9 +129,9 @@ def _fit(config: TrainConfig, network, train_ds, val_ds, run: Path, resume: Path
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=_precision(t.precision),
         callbacks=callbacks,
-        logger=CSVLogger(save_dir=str(run), name="", version="log"),
+        logger=CSVLogger(save_dir=str(run), name="", version="log", flush_logs_every_n_steps=1),
         default_root_dir=str(run),
-        enable_progress_bar=t.progress_bar,
+        enable_progress_bar=t.progress_bar and sys.stderr.isatty(),
         enable_model_summary=False,
         log_every_n_steps=1,
         num_sanity_val_steps=0,
@@ -145,10 +140,10 @@ def _fit(config: TrainConfig, network, train_ds, val_ds, run: Path, resume: Path
     train_loader = DataLoader(train_ds, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers,
                               drop_last=len(train_ds) >= t.batch_size, persistent_workers=t.num_workers > 0)
     val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=0)
+    steps_before = _checkpoint_progress(resume)[1] if resume else 0
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*weights_only.*")
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None, weights_only=True)
     seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
@@ -157,15 +152,22 @@ def _fit(config: TrainConfig, network, train_ds, val_ds, run: Path, resume: Path
     state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
     network.load_state_dict({k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")})
     score = best.best_model_score
-    metrics = trainer.callback_metrics
+    epochs, steps = _checkpoint_progress(ckpt_dir / "last.ckpt")  # also right after DDP-spawn
     return {
         "best_val_loss": float(score) if score is not None else None,
-        "last_val_pearson": float(metrics["val_pearson"]) if "val_pearson" in metrics else None,
-        "epochs": int(trainer.current_epoch),
+        "epochs": epochs,
         "seconds_this_session": round(seconds, 1),
-        "patches_per_second": round(trainer.global_step * t.batch_size / max(seconds, 1e-9), 2),
+        "patches_per_second": round((steps - steps_before) * t.batch_size / max(seconds, 1e-9), 2),
         "resumed_from": str(resume) if resume else None,
     }
+
+
+def _checkpoint_progress(path: Path) -> tuple[int, int]:
+    """(completed epochs, optimizer steps) recorded in a Lightning checkpoint."""
+    if not path.exists():
+        return 0, 0
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return int(ckpt["epoch"]) + 1, int(ckpt["global_step"])
 
 
 def _validation_pearson(bundle: ModelBundle, samples: list[Sample], plan: SplitPlan, max_size: int) -> list[float]:

@@ -1,0 +1,60 @@
+"""U-Net family, registry, receptive field."""
+
+import pytest
+import torch
+
+from virtualstain.errors import UserError
+from virtualstain.models.receptive_field import receptive_field_reach, tiling_margin
+from virtualstain.models.registry import build, make_config
+from virtualstain.models.unet import UNet, UNetConfig, count_parameters
+
+
+def test_named_configurations_match_the_papers():
+    pics = build("pics", make_config("pics", 1, 1))
+    fnet = build("fnet", make_config("fnet", 1, 1))
+    assert pics.config.widths() == [16, 32, 64, 128, 256] and pics.config.residual
+    assert fnet.config.widths() == [32, 64, 128, 256, 512] and not fnet.config.residual
+    assert 1.8e6 < count_parameters(pics) < 2.1e6  # PICS: "approximately 1.9 million parameters"
+    assert isinstance(fnet.head, torch.nn.Conv2d)  # linear output: nothing after the last conv
+
+
+def test_shapes_2d_3d_and_anisotropic():
+    x2 = torch.randn(2, 3, 32, 48)
+    assert build("unet", make_config("unet", 3, 2, depth=2, base_width=4))(x2).shape == (2, 2, 32, 48)
+    cfg3 = make_config("unet", 1, 1, spatial_dims=3, depth=2, base_width=4, downsample_z=False)
+    assert cfg3.size_multiple() == (1, 4, 4)
+    assert build("unet", cfg3)(torch.randn(1, 1, 5, 16, 16)).shape == (1, 1, 5, 16, 16)
+
+
+def test_residual_adds_input_or_projection():
+    net = UNet(UNetConfig(in_channels=1, out_channels=1, depth=1, base_width=2, residual=True)).eval()
+    torch.nn.init.zeros_(net.head.weight)
+    torch.nn.init.zeros_(net.head.bias)
+    x = torch.randn(1, 1, 8, 8)
+    assert torch.equal(net(x), x)
+    multi = UNet(UNetConfig(in_channels=2, out_channels=3, depth=1, base_width=2, residual=True))
+    assert multi(torch.randn(1, 2, 8, 8)).shape == (1, 3, 8, 8)
+
+
+def test_registry_refuses_unknown_names_and_fields():
+    with pytest.raises(UserError, match=r"model.architecture 'resnet' is not known; choose one of \['fnet', 'pics', 'unet'\]"):
+        make_config("resnet", 1, 1)
+    with pytest.raises(UserError, match=r"unknown setting\(s\) \['widht'\]"):
+        make_config("pics", 1, 1, widht=3)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_receptive_field_equals_autograd_support(depth):
+    """The analytic reach equals the widest input support of any output pixel's gradient."""
+    torch.manual_seed(depth)
+    cfg = UNetConfig(depth=depth, base_width=4, batchnorm=False)
+    net = UNet(cfg).eval()
+    n, period = 96, 2 ** depth
+    worst = 0
+    for p in range(40, 40 + period):
+        x = torch.randn(1, 1, n, n, requires_grad=True)
+        net(x)[0, 0, p, p].backward()
+        support = torch.nonzero(x.grad[0, 0].abs().sum(0)).flatten()
+        worst = max(worst, p - int(support.min()), int(support.max()) - p)
+    assert receptive_field_reach(cfg) == (worst, worst)
+    assert tiling_margin(cfg)[0] % period == 0 and tiling_margin(cfg)[0] >= worst
