@@ -146,10 +146,33 @@ def test_resume_after_kill_9(tmp_path, synthetic_manifest):
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tmp_path, synthetic_manifest):
-    from virtualstain.workflows.train import train
     from conftest import tiny_config
+
+    from virtualstain.workflows.train import train
 
     cfg = tiny_config(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1)
     result = train(synthetic_manifest, tmp_path / "ddp", cfg)
     assert (result.model_dir / "weights.safetensors").exists()
     assert result.summary["epochs"] >= 1
+
+
+def test_planes_chosen_in_the_manifest_are_reused_by_predict(tmp_path, capsys):
+    from virtualstain.data.synthetic import make_field
+
+    rows = ["input,target,input_channels"]
+    for i in range(3):
+        f = make_field((64, 64), seed=i)
+        stack = np.concatenate([f.input, np.random.default_rng(i).normal(size=f.input.shape), 2 * f.input])
+        write_tiff(tmp_path / f"s{i}.tif", stack)
+        write_tiff(tmp_path / f"t{i}.tif", f.target[:1])
+        rows.append(f's{i}.tif,t{i}.tif,"0,2"')
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    cfg = _config(tmp_path)
+    assert main(["train", str(tmp_path / "m.csv"), "--out", str(tmp_path / "run"), "--config", str(cfg)]) == 0
+    meta = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
+    assert meta["input_channels"] == [0, 2] and meta["input_channel_names"] == ["input0", "input2"]
+    assert main(["predict", str(tmp_path / "run" / "model"), str(tmp_path / "s0.tif"), "--out", str(tmp_path / "p")]) == 0
+    assert read_image(tmp_path / "p" / "s0.tif")[0].shape == (64, 64)
+    assert main(["predict", str(tmp_path / "run" / "model"), str(tmp_path / "s1.tif"), "--out", str(tmp_path / "p"),
+                 "--input-channels", "0"]) == 2
+    assert "the image has 1 channel(s) but the model was trained on 2" in capsys.readouterr().err

@@ -64,6 +64,10 @@ def test_nan_and_constant_inputs_are_refused(tmp_path):
         read_manifest(_manifest(tmp_path, "input,target\nconst.tif,t.tif\n"))
     with pytest.raises(UserError, match=r"nan.tif: 1 pixels are NaN or infinite"):
         read_manifest(_manifest(tmp_path, "input,target\nnan.tif,t.tif\n"))
+    a2[0, 3, 3], a2[0, 5, 5] = np.inf, -np.inf
+    write_tiff(tmp_path / "inf.tif", a2)
+    with pytest.raises(UserError, match=r"inf.tif: 2 pixels are NaN or infinite"):
+        read_manifest(_manifest(tmp_path, "input,target\nt.tif,inf.tif\n"))
 
 
 def test_explicit_splits_need_training_rows(tmp_path):

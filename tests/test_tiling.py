@@ -1,7 +1,6 @@
 """Tiled prediction equals whole-image prediction, for awkward shapes, 2D and 3D."""
 
 import numpy as np
-import pytest
 import torch
 
 from virtualstain.data.normalization import Normalizer

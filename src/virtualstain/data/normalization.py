@@ -49,7 +49,7 @@ class Normalizer:
 
     @classmethod
     def fit(cls, arrays: list[np.ndarray], method: str = "percentile", percentiles: tuple[float, float] = (1.0, 99.8),
-            what: str = "images") -> "Normalizer":
+            what: str = "images") -> Normalizer:
         """Fit on channels-first arrays (e.g. the training regions).
 
         Raises
@@ -93,5 +93,5 @@ class Normalizer:
         return {"method": self.method, "offset": self.offset, "scale": self.scale, "clip": self.clip}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Normalizer":
+    def from_dict(cls, d: dict) -> Normalizer:
         return cls(method=d["method"], offset=list(d["offset"]), scale=list(d["scale"]), clip=bool(d.get("clip", False)))

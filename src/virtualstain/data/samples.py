@@ -60,6 +60,7 @@ class Sample:
     source: str = "<array>"
     input_paths: list[str] = field(default_factory=list)
     target_paths: list[str] = field(default_factory=list)
+    input_channels: list[int] | None = None
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -184,12 +185,21 @@ def read_manifest(csv_path: str | os.PathLike, spatial_dims: int = 2, input_chan
         sample = Sample(
             name=in_path.stem, input=x, target=y, split=split, group=row.get("group") or f"row{i}",
             pixel_size_um=px if px is not None else file_px, source=where,
-            input_paths=[str(in_path)], target_paths=[str(p) for p in tg_paths],
+            input_paths=[str(in_path)], target_paths=[str(p) for p in tg_paths], input_channels=channels,
         )
         check_pair(sample)
         samples.append(sample)
     _check_consistent_channels(samples, csv_path)
     return samples
+
+
+def common_input_channels(samples: list[Sample]) -> list[int] | None:
+    """The channel selection shared by every sample (recorded in the model), or None if they differ or none."""
+    selections = {tuple(s.input_channels) if s.input_channels is not None else None for s in samples}
+    if len(selections) == 1:
+        (only,) = selections
+        return list(only) if only is not None else None
+    return None
 
 
 def _check_consistent_channels(samples: list[Sample], where: str | os.PathLike) -> None:

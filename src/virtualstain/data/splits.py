@@ -37,6 +37,16 @@ class Region:
         """Slices over the channels-first array: ``(:, z?, y, x)``."""
         return (slice(None),) + tuple(slice(a, b) for a, b in self.bounds)
 
+    def centre_crop(self, max_size: int) -> tuple[slice, ...]:
+        """Like :meth:`slices`, but Y and X cut to at most ``max_size`` pixels around the region's centre."""
+        sl = list(self.slices())
+        for axis in (-2, -1):
+            a, b = self.bounds[axis]
+            if b - a > max_size:
+                start = a + (b - a - max_size) // 2
+                sl[axis] = slice(start, start + max_size)
+        return tuple(sl)
+
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(b - a for a, b in self.bounds)

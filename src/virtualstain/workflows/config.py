@@ -73,6 +73,10 @@ class TrainingSettings(_Strict):
     optimizer: Literal["adam", "adadelta"] = "adam"
     lr: float = Field(1e-3, gt=0.0, description="learning rate (Adadelta: 1.0 is usual)")
     betas: tuple[float, float] = (0.5, 0.999)
+    lr_schedule: Literal["plateau", "none"] = Field(
+        "plateau", description="plateau: multiply lr by lr_factor after lr_patience epochs without a better val_loss")
+    lr_patience: int = Field(5, ge=1)
+    lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
     batch_size: int = Field(8, ge=1)
     patches_per_epoch: int = Field(256, ge=1)
     max_epochs: int = Field(50, ge=1)

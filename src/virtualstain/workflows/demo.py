@@ -52,7 +52,7 @@ def run_demo(out: str | os.PathLike = "virtualstain-demo", data: str | os.PathLi
     out = ensure_writable_dir(out)
     if data is None:
         manifest = write_dataset(out / "data", n_fields=6, shape=(256, 256), seed=seed, modality="phase")
-        source = "synthetic phase images of cells (6 fields of 256×256 px, seed %d)" % seed
+        source = f"synthetic phase images of cells (6 fields of 256×256 px, seed {seed})"
     else:
         manifest = _manifest_for(Path(data), out / "data")
         source = str(manifest)

@@ -40,14 +40,9 @@ class RegionDataset(Dataset):
                  multiple: Sequence[int], max_size: int):
         self.items = []
         for r in regions:
-            sl = list(r.slices())
-            for axis in (-2, -1):
-                a, b = r.bounds[axis]
-                if b - a > max_size:
-                    start = a + (b - a - max_size) // 2
-                    sl[axis] = slice(start, start + max_size)
-            x, _ = pad_to_multiple(inputs[r.sample][tuple(sl)], multiple)
-            y = targets[r.sample][tuple(sl)]
+            sl = r.centre_crop(max_size)
+            x, _ = pad_to_multiple(inputs[r.sample][sl], multiple)
+            y = targets[r.sample][sl]
             self.items.append((np.ascontiguousarray(x), np.ascontiguousarray(y)))
 
     def __len__(self) -> int:
@@ -62,11 +57,13 @@ class VirtualStainModule(pl.LightningModule):
     """Trains a network with a pixel loss; validates on whole regions (loss and Pearson r)."""
 
     def __init__(self, network: UNet, loss: str = "mse", optimizer: str = "adam", lr: float = 1e-3,
-                 betas: Sequence[float] = (0.5, 0.999)):
+                 betas: Sequence[float] = (0.5, 0.999), lr_schedule: str = "plateau", lr_patience: int = 5,
+                 lr_factor: float = 0.5):
         super().__init__()
         self.network = network
         self.loss_name, self.loss_fn = loss, LOSSES[loss]
         self.optimizer_name, self.lr, self.betas = optimizer, lr, tuple(betas)
+        self.lr_schedule, self.lr_patience, self.lr_factor = lr_schedule, lr_patience, lr_factor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -92,8 +89,14 @@ class VirtualStainModule(pl.LightningModule):
 
     def configure_optimizers(self):
         if self.optimizer_name == "adadelta":
-            return torch.optim.Adadelta(self.parameters(), lr=self.lr)
-        return torch.optim.Adam(self.parameters(), lr=self.lr, betas=self.betas)
+            optimizer = torch.optim.Adadelta(self.parameters(), lr=self.lr)
+        else:
+            optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, betas=self.betas)
+        if self.lr_schedule == "none":
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=self.lr_factor,
+                                                               patience=self.lr_patience)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
 
 
 class AtomicLastCheckpoint(pl.Callback):

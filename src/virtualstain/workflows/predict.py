@@ -15,8 +15,15 @@ from ..data.io import write_tiff
 from ..data.samples import load_input
 from ..errors import UserError
 from ..models.bundle import ModelBundle, load_bundle
-from .tiling import (DEFAULT_CPU_BUDGET_MB, apply_transform, auto_tile_size, count_tiles, dihedral_transforms,
-                     pad_to_multiple, predict_padded)
+from .tiling import (
+    DEFAULT_CPU_BUDGET_MB,
+    apply_transform,
+    auto_tile_size,
+    count_tiles,
+    dihedral_transforms,
+    pad_to_multiple,
+    predict_padded,
+)
 
 PIXEL_SIZE_TOLERANCE = 0.10
 
@@ -114,7 +121,7 @@ def predict(bundle: ModelBundle, image: np.ndarray, *, tile_size: int | Sequence
     net = bundle.network.to(dev).eval()
     tile = resolve_tile(bundle, tile_size, dev, memory_budget_mb)
     normalized = bundle.input_normalizer(image)
-    transforms = dihedral_transforms(bundle.config.spatial_dims) if tta else [(0, False)]
+    transforms = dihedral_transforms() if tta else [(0, False)]
     total = 0.0
     for k, flip in transforms:
         view = np.ascontiguousarray(apply_transform(normalized, k, flip))

@@ -117,8 +117,8 @@ def count_tiles(spatial: Sequence[int], config: UNetConfig, tile: Sequence[int] 
     return len(tile_grid(spatial, core, mult, tiling_margin(config)))
 
 
-def dihedral_transforms(spatial_dims: int) -> list[tuple[int, bool]]:
-    """The 8 (rot90 k, flip X) pairs acting in the YX plane (test-time augmentation)."""
+def dihedral_transforms() -> list[tuple[int, bool]]:
+    """The 8 (rot90 k, flip X) pairs acting in the YX plane (test-time augmentation; Z is never rotated)."""
     return [(k, f) for k in range(4) for f in (False, True)]
 
 

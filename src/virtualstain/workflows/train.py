@@ -30,7 +30,7 @@ from .._atomic import atomic_path, ensure_writable_dir, write_text_atomic
 from ..data.io import write_tiff
 from ..data.normalization import Normalizer
 from ..data.patches import PatchSampler, fit_patch_size
-from ..data.samples import Sample, manifest_sha256, read_manifest
+from ..data.samples import Sample, common_input_channels, manifest_sha256, read_manifest
 from ..data.splits import SplitPlan, plan_splits
 from ..errors import UserError
 from ..metrics import pearson_r
@@ -55,8 +55,7 @@ def _channel_names(samples: list[Sample], config: TrainConfig) -> tuple[list[str
     n_in, n_out = samples[0].input.shape[0], samples[0].target.shape[0]
     names_in = config.data.input_channel_names
     if not names_in:
-        chans = config.data.input_channels
-        names_in = [f"input{c}" for c in (chans or range(n_in))]
+        names_in = [f"input{c}" for c in (common_input_channels(samples) or range(n_in))]
     names_out = config.data.target_channel_names
     if not names_out:
         paths = [Path(p) for p in samples[0].target_paths]
@@ -108,19 +107,20 @@ def _prepare_resume(run: Path, config: TrainConfig, fresh: bool) -> Path | None:
 
 def _fit(config: TrainConfig, network, train_ds, val_ds, run: Path, resume: Path | None) -> dict:
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
     from .lightning_module import AtomicLastCheckpoint, VirtualStainModule
 
     t = config.training
-    module = VirtualStainModule(network, loss=t.loss, optimizer=t.optimizer, lr=t.lr, betas=t.betas)
+    module = VirtualStainModule(network, loss=t.loss, optimizer=t.optimizer, lr=t.lr, betas=t.betas,
+                                lr_schedule=t.lr_schedule, lr_patience=t.lr_patience, lr_factor=t.lr_factor)
     ckpt_dir = run / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
                            enable_version_counter=False)
-    callbacks = [best, AtomicLastCheckpoint(ckpt_dir / "last.ckpt")]
+    callbacks = [best, AtomicLastCheckpoint(ckpt_dir / "last.ckpt"), LearningRateMonitor(logging_interval="epoch")]
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=t.early_stopping_patience))
     trainer = pl.Trainer(
@@ -173,13 +173,8 @@ def _checkpoint_progress(path: Path) -> tuple[int, int]:
 def _validation_pearson(bundle: ModelBundle, samples: list[Sample], plan: SplitPlan, max_size: int) -> list[float]:
     rs = []
     for r in plan.of("val"):
-        sl = list(r.slices())
-        for axis in (-2, -1):
-            a, b = r.bounds[axis]
-            if b - a > max_size:
-                start = a + (b - a - max_size) // 2
-                sl[axis] = slice(start, start + max_size)
-        x, y = samples[r.sample].input[tuple(sl)], samples[r.sample].target[tuple(sl)]
+        sl = r.centre_crop(max_size)
+        x, y = samples[r.sample].input[sl], samples[r.sample].target[sl]
         pred = predict(bundle, x, source=samples[r.sample].name)
         rs.append([pearson_r(pred[c], y[c]) for c in range(y.shape[0])])
     return np.nanmean(np.array(rs), axis=0).tolist() if rs else []
@@ -286,7 +281,7 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
     pixel_sizes = {s.pixel_size_um for s in samples if s.pixel_size_um}
     bundle = ModelBundle(
         network=network.eval(), architecture=m.architecture, input_normalizer=x_norm, target_normalizer=y_norm,
-        input_channel_names=names_in, output_channel_names=names_out, input_channels=config.data.input_channels,
+        input_channel_names=names_in, output_channel_names=names_out, input_channels=common_input_channels(samples),
         pixel_size_um=pixel_sizes.pop() if len(pixel_sizes) == 1 else None,
         info={"training": {"config": config.model_dump(mode="json"), "patch_size": list(patch),
                            "manifest": str(manifest_path) if manifest_path else None,

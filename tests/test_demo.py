@@ -1,0 +1,18 @@
+"""`virtualstain demo` runs end to end (short budget here; the README's run uses 1.5 minutes)."""
+
+import json
+
+from virtualstain.cli import main
+
+
+def test_demo_writes_report_predictions_and_metrics(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--minutes", "0.25"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["test_pearson_r"]) == {"nuclei", "membrane"}
+    assert summary["test_pearson_r"]["nuclei"] > 0.3  # learned something even in 15 s
+    report = (out / "report.md").read_text()
+    assert "Pearson r per stain" in report and "field_" in report
+    assert list((out / "predictions").glob("*.png")) and list((out / "predictions").glob("*.tif"))
+    assert (out / "evaluation" / "metrics.csv").exists() and (out / "run" / "model" / "model.json").exists()
+    assert "report:" in capsys.readouterr().out

@@ -1,0 +1,65 @@
+"""Integration on real data from ../shared/data (skipped with the reason when absent)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from virtualstain.cli import main
+from virtualstain.data.io import read_image
+
+pytestmark = pytest.mark.realdata
+
+
+def test_frm_phase_to_hoechst_short_training(tmp_path, data_dir, capsys):
+    """One minute of CPU training on the left of the field already predicts the right (held out)."""
+    frm = data_dir / "frm_phase_hoechst"
+    if not frm.exists():
+        pytest.skip(f"{frm} absent")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"input,target\n{frm / 'phase.tif'},{frm / 'hoechst.tif'}\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {architecture: pics}\n"
+                   "data: {patch_size: [128, 128], min_signal_fraction: 0.02}\n"
+                   "training: {batch_size: 8, patches_per_epoch: 64, max_epochs: 200, progress_bar: false}\n")
+    assert main(["train", str(manifest), "--out", str(tmp_path / "run"), "--config", str(cfg),
+                 "--max-minutes", "1"]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["split_mode"] == "spatial"
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    test_region = [r for r in splits["regions"] if r["split"] == "test"][0]
+    assert test_region["bounds"] == [[0, 512], [384, 512]]  # the right quarter, never seen in training
+    assert summary["test_pearson_r"]["hoechst"] > 0.6
+    # the held-out prediction in the target's units, via the CLI
+    test_input = tmp_path / "run" / "test" / "input" / "phase_test.tif"
+    assert main(["predict", str(tmp_path / "run" / "model"), str(test_input), "--out", str(tmp_path / "p")]) == 0
+    pred, _ = read_image(tmp_path / "p" / "phase_test.tif")
+    target, _ = read_image(frm / "hoechst.tif")
+    right = target[:, 384:].astype(np.float32)
+    assert pred.shape == (1, 512, 128)
+    assert 0.5 < pred.mean() / right.mean() < 2.0  # counts, like the real Hoechst image
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "p" / "phase_test.tif"),
+                 str(tmp_path / "run" / "test" / "target" / "phase_test.tif")]) == 0
+    r = float(capsys.readouterr().out.split("pearson_r=")[1])
+    assert r == pytest.approx(summary["test_pearson_r"]["hoechst"], abs=1e-3)
+
+
+def test_isl_stack_planes_and_multi_stain_targets_load(data_dir):
+    """13 z-planes become channels (any subset selectable); three stains stack into one target."""
+    from virtualstain.data.samples import read_manifest
+
+    isl = data_dir / "isl_neurons"
+    if not isl.exists():
+        pytest.skip(f"{isl} absent")
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        m = Path(tmp) / "m.csv"
+        targets = ";".join(str(isl / f"{s}_confocal.tif") for s in ("dapi", "map2", "nfh"))
+        m.write_text(f"input,target,input_channels\n{isl / 'phase_contrast_zstack.tif'},{targets},\"0,6,12\"\n")
+        (s,) = read_manifest(m)
+    assert s.input.shape == (3, 1024, 1024) and s.target.shape == (3, 1024, 1024)
+    full, _ = read_image(isl / "phase_contrast_zstack.tif")
+    assert np.array_equal(s.input[1], full[6].astype(np.float32))
