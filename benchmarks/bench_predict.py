@@ -1,8 +1,10 @@
 """Prediction speed of the `pics` network on one 2048×2048 image, CPU (or --device cuda).
 
 Measured in one run, each method in its own subprocess (so peak memory is its own):
-whole image, tiled crop-and-stitch (tile from the default memory budget), and FRM's
-sliding window (256 px windows, stride 64, 32 px border dropped, overlaps averaged).
+the plain torch module on the whole image (reference), then the network as `predict` runs it
+(batch norm folded, channels-last) on the whole image, tiled crop-and-stitch (tile from the
+default memory budget), and FRM's sliding window (256 px windows, stride 64, 32 px border
+dropped, overlaps averaged).
 Prints Mpx/s, peak resident memory, and ratios against the whole-image baseline.
 
     python benchmarks/bench_predict.py [--size 2048] [--device cpu] [--repeats 2]
@@ -21,12 +23,14 @@ import numpy as np
 import torch
 
 
-def _network(device):
+def _network(device, prepared: bool = True):
+    """The pics network as `virtualstain predict` runs it (folded BN, channels-last), or plain torch."""
+    from virtualstain.models.inference import prepare_for_inference
     from virtualstain.models.registry import build, make_config
 
     torch.manual_seed(0)
-    net = build("pics", make_config("pics", 1, 1)).eval().to(device)
-    return net
+    net = build("pics", make_config("pics", 1, 1)).eval()
+    return prepare_for_inference(net, device) if prepared else net.to(device)
 
 
 def frm_sliding_window(net, image: np.ndarray, device, window=256, stride=64, border=32, batch=16) -> np.ndarray:
@@ -56,12 +60,12 @@ def run_one(method: str, size: int, device: str, repeats: int) -> dict:
     from virtualstain.workflows.tiling import DEFAULT_CPU_BUDGET_MB, auto_tile_size, predict_padded
 
     dev = torch.device(device)
-    net = _network(dev)
+    net = _network(dev, prepared=method != "plain")
     image = np.random.default_rng(0).normal(size=(1, size, size)).astype(np.float32)
-    tile = auto_tile_size(net.config, DEFAULT_CPU_BUDGET_MB if dev.type == "cpu" else 8192)
+    tile = auto_tile_size(net.config, DEFAULT_CPU_BUDGET_MB if dev.type == "cpu" else 8192, image.shape[1:])
 
     def once():
-        if method == "whole":
+        if method in ("whole", "plain"):
             return predict_padded(net, image, None, dev)
         if method == "tiled":
             return predict_padded(net, image, tile, dev)
@@ -94,7 +98,7 @@ def main() -> None:
         return
     print(f"pics network, {args.size}x{args.size} px, device {args.device}, torch threads {torch.get_num_threads()}")
     results = {}
-    for method in ("whole", "tiled", "frm"):
+    for method in ("plain", "whole", "tiled", "frm"):
         out = subprocess.run([sys.executable, __file__, "--method", method, "--size", str(args.size),
                               "--device", args.device, "--repeats", str(args.repeats)],
                              capture_output=True, text=True, check=True)
@@ -103,9 +107,9 @@ def main() -> None:
     mpx = args.size ** 2 / 1e6
     base = results["whole"]["seconds"]
     print(f"{'method':<28}{'seconds':>9}{'Mpx/s':>9}{'vs whole':>10}{'peak RSS MB':>13}")
-    labels = {"whole": "whole image", "tiled": f"tiled (core {results['tiled']['tile']})",
+    labels = {"plain": "whole, plain torch module", "whole": "whole image", "tiled": f"tiled (core {results['tiled']['tile']})",
               "frm": "FRM sliding window 256/64"}
-    for m in ("whole", "tiled", "frm"):
+    for m in ("plain", "whole", "tiled", "frm"):
         r = results[m]
         print(f"{labels[m]:<28}{r['seconds']:>9.2f}{mpx / r['seconds']:>9.2f}{r['seconds'] / base:>10.2f}"
               f"{r['peak_rss_mb']:>13.0f}")

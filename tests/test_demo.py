@@ -7,10 +7,10 @@ from virtualstain.cli import main
 
 def test_demo_writes_report_predictions_and_metrics(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--minutes", "0.25"]) == 0
+    assert main(["demo", "--out", str(out), "--minutes", "0.5"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["test_pearson_r"]) == {"nuclei", "membrane"}
-    assert summary["test_pearson_r"]["nuclei"] > 0.3  # learned something even in 15 s
+    assert summary["test_pearson_r"]["nuclei"] > 0.5  # learned something even in 30 s
     report = (out / "report.md").read_text()
     assert "Pearson r per stain" in report and "field_" in report
     assert list((out / "predictions").glob("*.png")) and list((out / "predictions").glob("*.tif"))

@@ -35,8 +35,8 @@ def test_frm_phase_to_hoechst_short_training(tmp_path, data_dir, capsys):
     assert main(["predict", str(tmp_path / "run" / "model"), str(test_input), "--out", str(tmp_path / "p")]) == 0
     pred, _ = read_image(tmp_path / "p" / "phase_test.tif")
     target, _ = read_image(frm / "hoechst.tif")
-    right = target[:, 384:].astype(np.float32)
-    assert pred.shape == (1, 512, 128)
+    right = target[:, 384:].astype(np.float32)  # (Y, X) file
+    assert pred.shape == (512, 128)  # one channel: stored as a 2D page
     assert 0.5 < pred.mean() / right.mean() < 2.0  # counts, like the real Hoechst image
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "p" / "phase_test.tif"),

@@ -37,6 +37,9 @@ def test_tiled_equals_whole_2d_awkward_shape(rng):
     bundle = _bundle(2, base_width=4)  # depth 4 as pics, narrow for CPU speed
     image = rng.normal(size=(1, 517, 731)).astype(np.float32)
     _check(bundle, image, 256)
+    whole = predict(bundle, image, tile_size=0)
+    budgeted = predict(bundle, image, memory_budget_mb=16)  # tiles chosen from a small memory budget
+    assert np.abs(budgeted - whole).max() / (whole.max() - whole.min()) < 1e-4
 
 
 def test_tiled_equals_whole_3d_awkward_shape(rng):
@@ -61,7 +64,23 @@ def test_tta_is_equivariant(rng):
     assert np.allclose(np.rot90(a, 1, axes=(1, 2)), b, atol=1e-4)
 
 
-def test_auto_tile_grows_with_budget():
+def test_auto_tiles_fit_the_budget_with_least_work():
+    from virtualstain.workflows.tiling import _axis_cost, bytes_per_pixel
+
     cfg = make_config("pics", 1, 1)
-    small, large = auto_tile_size(cfg, 256), auto_tile_size(cfg, 4096)
-    assert all(s % 16 == 0 for s in small) and large[0] > small[0]
+    per_px = bytes_per_pixel(cfg)
+    assert auto_tile_size(cfg, 10 * 2048 ** 2 * per_px / 2 ** 20, (2048, 2048)) == (2048, 2048)  # fits whole
+    budget_mb = 2048 * 1200 * per_px / 2 ** 20  # room for a 2048 × 1200 window, not for the whole image
+    core = auto_tile_size(cfg, budget_mb, (2048, 2048))
+    assert sorted(core) == [1024, 2048]  # one seam, not two: 2 × (2048 × 1136) px of work
+    margin = 112
+    work = _axis_cost(2048, core[0], 16, margin)[0] * _axis_cost(2048, core[1], 16, margin)[0]
+    assert work == 2048 * 2 * (1024 + margin)
+    for budget in (64, 256, 1024):  # every window fits; the search beats any square tiling that fits
+        c = auto_tile_size(cfg, budget, (1536, 2048))
+        sums = [_axis_cost(n, k, 16, margin) for n, k in zip((1536, 2048), c)]
+        assert sums[0][1] * sums[1][1] * per_px <= budget * 2 ** 20
+        for side in range(16, 2049, 16):
+            sq = [_axis_cost(n, side, 16, margin) for n in (1536, 2048)]
+            if sq[0][1] * sq[1][1] * per_px <= budget * 2 ** 20:
+                assert sums[0][0] * sums[1][0] <= sq[0][0] * sq[1][0]

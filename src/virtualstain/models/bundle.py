@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from .. import __version__
 from ..data.normalization import Normalizer
 from ..errors import UserError
+from .inference import prepare_for_inference
 from .receptive_field import receptive_field, tiling_margin
 from .registry import build
 from .unet import UNet, UNetConfig
@@ -77,6 +78,14 @@ class ModelBundle:
     input_channels: list[int] | None = None
     pixel_size_um: float | None = None
     info: dict = field(default_factory=dict)
+    _inference: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def inference_network(self, device: torch.device) -> torch.nn.Module:
+        """The network prepared for fast inference on ``device`` (folded batch norm, channels-last), cached."""
+        key = str(device)
+        if key not in self._inference:
+            self._inference[key] = prepare_for_inference(self.network, device)
+        return self._inference[key]
 
     @property
     def config(self) -> UNetConfig:

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from ..data.patches import PatchSampler
 from ..data.splits import Region
+from ..models.inference import memory_format
 from ..models.unet import UNet
 from .losses import LOSSES, pearson_loss
 from .tiling import pad_to_multiple
@@ -66,7 +67,11 @@ class VirtualStainModule(pl.LightningModule):
         self.lr_schedule, self.lr_patience, self.lr_factor = lr_schedule, lr_patience, lr_factor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)
+        return self.network(x.contiguous(memory_format=self._layout))
+
+    def on_fit_start(self) -> None:
+        self._layout = memory_format(self.network.config.spatial_dims)
+        self.network.to(memory_format=self._layout)
 
     def on_train_epoch_start(self) -> None:
         dataset = self.trainer.train_dataloader.dataset

@@ -36,7 +36,7 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 def resolve_tile(bundle: ModelBundle, tile_size: int | Sequence[int] | None, device: torch.device,
-                 memory_budget_mb: float | None) -> tuple[int, ...] | None:
+                 memory_budget_mb: float | None, padded_spatial: Sequence[int]) -> tuple[int, ...] | None:
     """Tile core per axis: ``0`` → whole image, ``None`` → from the memory budget, int → that size in YX."""
     cfg = bundle.config
     if tile_size == 0:
@@ -48,7 +48,7 @@ def resolve_tile(bundle: ModelBundle, tile_size: int | Sequence[int] | None, dev
                 memory_budget_mb = 0.5 * free / 2 ** 20
             else:
                 memory_budget_mb = DEFAULT_CPU_BUDGET_MB
-        return auto_tile_size(cfg, memory_budget_mb)
+        return auto_tile_size(cfg, memory_budget_mb, padded_spatial)
     if isinstance(tile_size, int):
         if tile_size < 0:
             raise UserError(f"--tile-size {tile_size} must be ≥ 0 (0 = whole image)")
@@ -118,14 +118,14 @@ def predict(bundle: ModelBundle, image: np.ndarray, *, tile_size: int | Sequence
     image = np.asarray(image, np.float32)
     check_input(bundle, image, source, pixel_size_um)
     dev = pick_device(device)
-    net = bundle.network.to(dev).eval()
-    tile = resolve_tile(bundle, tile_size, dev, memory_budget_mb)
+    net = bundle.inference_network(dev)
     normalized = bundle.input_normalizer(image)
     transforms = dihedral_transforms() if tta else [(0, False)]
     total = 0.0
     for k, flip in transforms:
         view = np.ascontiguousarray(apply_transform(normalized, k, flip))
         padded, spatial = pad_to_multiple(view, bundle.config.size_multiple())
+        tile = resolve_tile(bundle, tile_size, dev, memory_budget_mb, padded.shape[1:])
         bar = None
         if progress:
             n = count_tiles(padded.shape[1:], bundle.config, tile)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.inference import memory_format
 from ..models.receptive_field import tiling_margin
 from ..models.unet import UNetConfig
 
@@ -37,24 +38,50 @@ def pad_to_multiple(image: np.ndarray, multiple: Sequence[int]) -> tuple[np.ndar
 
 
 def bytes_per_pixel(config: UNetConfig) -> float:
-    """Rough inference memory (bytes) per input pixel: skips of every level plus working tensors."""
+    """Inference memory (bytes) per input pixel: the skips of every level, two working maps at full
+    width, input and output (float32). Calibrated against peak RSS of the folded network (≈250 B/px
+    for ``pics``; see benchmarks/bench_predict.py)."""
     shrink = 1
     for f in config.factors():
         shrink *= f
     widths = config.widths()
     skips = sum(w / shrink ** level for level, w in enumerate(widths))
-    return 4.0 * (2 * skips + 6 * widths[0] + config.in_channels + config.out_channels)
+    return 4.0 * (skips + 2 * widths[0] + config.in_channels + config.out_channels)
 
 
-def auto_tile_size(config: UNetConfig, budget_mb: float) -> tuple[int, ...]:
-    """Largest tile core (per axis, multiple of the size multiple) whose window fits ``budget_mb``."""
+def _axis_cost(length: int, core: int, multiple: int, margin: int) -> tuple[int, int]:
+    """(sum, max) of the window lengths along one axis for a given core size."""
+    windows = [w1 - w0 for w0, w1, _, _ in _axis_tiles(length, core, multiple, margin)]
+    return sum(windows), max(windows)
+
+
+def auto_tile_size(config: UNetConfig, budget_mb: float, spatial: Sequence[int]) -> tuple[int, ...]:
+    """Tile cores for a padded image of shape ``spatial`` that fit ``budget_mb`` with the least work.
+
+    Every grid of n₁ × n₂ (× n₃) tiles is scored by the total number of pixels the network must
+    process (cores plus margins) among those whose largest window fits the memory budget; the
+    cheapest wins, so a 2048² image under a 1 GB budget becomes two 2048×1136 windows (1.11× the
+    whole-image work) rather than four squares (1.23×). If nothing fits, the smallest windows win.
+    """
     margin = tiling_margin(config)
     mult = config.size_multiple()
-    pixels = budget_mb * 2 ** 20 / bytes_per_pixel(config)
-    dims = config.spatial_dims
-    side = pixels ** (1.0 / dims)
-    core = [max(m, int((side - 2 * g) // m) * m) for g, m in zip(margin, mult)]
-    return tuple(core)
+    budget_px = budget_mb * 2 ** 20 / bytes_per_pixel(config)
+    options = []  # per axis: arrays of (core, sum of windows, max window)
+    for n, m, g in zip(spatial, mult, margin):
+        cores = sorted({math.ceil(n / k / m) * m for k in range(1, n // m + 1)}, reverse=True)
+        costs = np.array([_axis_cost(n, c, m, g) for c in cores], dtype=np.float64)
+        options.append((np.array(cores), costs[:, 0], costs[:, 1]))
+    total = np.ones([len(o[0]) for o in options])
+    largest = np.ones_like(total)
+    for axis, (_, sums, maxima) in enumerate(options):
+        shape = [1] * len(options)
+        shape[axis] = -1
+        total = total * sums.reshape(shape)
+        largest = largest * maxima.reshape(shape)
+    fits = largest <= budget_px
+    choice = np.unravel_index(np.argmin(np.where(fits, total, np.inf)) if fits.any() else np.argmin(largest),
+                              total.shape)
+    return tuple(int(o[0][i]) for o, i in zip(options, choice))
 
 
 def _axis_tiles(length: int, core: int, multiple: int, margin: int) -> list[tuple[int, int, int, int]]:
@@ -76,6 +103,7 @@ def tile_grid(shape: Sequence[int], core: Sequence[int], multiple: Sequence[int]
 
 def _run(network: nn.Module, array: np.ndarray, device: torch.device, amp: bool) -> np.ndarray:
     x = torch.from_numpy(np.ascontiguousarray(array))[None].to(device)
+    x = x.contiguous(memory_format=memory_format(network.config.spatial_dims))
     with torch.inference_mode():
         if amp and device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):

@@ -141,6 +141,8 @@ def _fit(config: TrainConfig, network, train_ds, val_ds, run: Path, resume: Path
                               drop_last=len(train_ds) >= t.batch_size, persistent_workers=t.num_workers > 0)
     val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=0)
     steps_before = _checkpoint_progress(resume)[1] if resume else 0
+    if resume:
+        _keep_log_segment(run)
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -148,6 +150,7 @@ def _fit(config: TrainConfig, network, train_ds, val_ds, run: Path, resume: Path
     seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return {}
+    _merge_log_segments(run)
     best_path = Path(best.best_model_path) if best.best_model_path else ckpt_dir / "last.ckpt"
     state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
     network.load_state_dict({k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")})
@@ -160,6 +163,35 @@ def _fit(config: TrainConfig, network, train_ds, val_ds, run: Path, resume: Path
         "patches_per_second": round((steps - steps_before) * t.batch_size / max(seconds, 1e-9), 2),
         "resumed_from": str(resume) if resume else None,
     }
+
+
+def _keep_log_segment(run: Path) -> None:
+    """Before resuming, move ``log/metrics.csv`` aside (Lightning's CSV logger deletes it on start)."""
+    log = run / "log" / "metrics.csv"
+    if log.exists():
+        k = len(list(log.parent.glob("metrics.segment*.csv")))
+        log.rename(log.with_name(f"metrics.segment{k:03d}.csv"))
+
+
+def _merge_log_segments(run: Path) -> None:
+    """Join earlier segments and the current log into one ``log/metrics.csv`` (union of columns)."""
+    folder = run / "log"
+    segments = sorted(folder.glob("metrics.segment*.csv"))
+    if not segments:
+        return
+    rows: list[dict] = []
+    for path in [*segments, folder / "metrics.csv"]:
+        if path.exists():
+            with open(path, newline="") as fh:
+                rows += list(csv.DictReader(fh))
+    columns = sorted({k for r in rows for k in r})
+    with atomic_path(folder / "metrics.csv") as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    for path in segments:
+        path.unlink()
 
 
 def _checkpoint_progress(path: Path) -> tuple[int, int]:
