@@ -173,6 +173,9 @@ def test_planes_chosen_in_the_manifest_are_reused_by_predict(tmp_path, capsys):
     assert meta["input_channels"] == [0, 2] and meta["input_channel_names"] == ["input0", "input2"]
     assert main(["predict", str(tmp_path / "run" / "model"), str(tmp_path / "s0.tif"), "--out", str(tmp_path / "p")]) == 0
     assert read_image(tmp_path / "p" / "s0.tif")[0].shape == (64, 64)
+    held_out = next((tmp_path / "run" / "test" / "input").glob("*.tif"))  # holds the selected planes, named
+    assert read_image(held_out)[0].shape == (2, 64, 64)
+    assert main(["predict", str(tmp_path / "run" / "model"), str(held_out), "--out", str(tmp_path / "p")]) == 0
     assert main(["predict", str(tmp_path / "run" / "model"), str(tmp_path / "s1.tif"), "--out", str(tmp_path / "p"),
                  "--input-channels", "0"]) == 2
     assert "the image has 1 channel(s) but the model was trained on 2" in capsys.readouterr().err

@@ -93,10 +93,17 @@ def select_channels(array: np.ndarray, channels: list[int] | None, path: str | o
     return array[channels]
 
 
-def load_input(path: str | os.PathLike, spatial_dims: int, channels: list[int] | None) -> tuple[np.ndarray, float | None]:
-    """Read an input image as float32 channels-first, validated (finite, not constant)."""
+def load_input(path: str | os.PathLike, spatial_dims: int, channels: list[int] | None,
+               selected_names: list[str] | None = None) -> tuple[np.ndarray, float | None]:
+    """Read an input image as float32 channels-first, validated (finite, not constant).
+
+    ``channels`` are picked from the file, unless the file's channel names already equal
+    ``selected_names`` (a file written with exactly the model's input channels, e.g. ``RUN/test/input``).
+    """
     array, meta = read_image(path)
     array = to_channels_first(array, meta, spatial_dims, path)
+    if selected_names and meta.channel_names == list(selected_names) and array.shape[0] == len(selected_names):
+        channels = None
     array = select_channels(array, channels, path).astype(np.float32, copy=False)
     check_finite(array, path)
     check_not_constant(array, path, "input image")

@@ -48,11 +48,16 @@ def pair_files(predictions: Sequence[str | os.PathLike], targets: Sequence[str |
     return list(zip(preds, tgts))
 
 
+def _channels_first(array: np.ndarray, axes: str) -> np.ndarray:
+    """Files without a channel axis ((Y, X) images, (Z, Y, X) stacks) are one channel."""
+    return array if "C" in axes else array[None]
+
+
 def _load_stack(paths: list[Path]) -> np.ndarray:
     parts = []
     for p in paths:
-        a, _ = read_image(p)
-        parts.append(a[None] if a.ndim == 2 else a)
+        a, meta = read_image(p)
+        parts.append(_channels_first(a, meta.axes))
     shapes = {x.shape[1:] for x in parts}
     if len(shapes) > 1:
         raise UserError(f"target files {[str(p) for p in paths]} differ in shape {sorted(shapes)}; they must match")
@@ -71,7 +76,7 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
     rows = []
     for pred_path, tgt_paths in pair_files(predictions, targets):
         pred, meta = read_image(pred_path)
-        pred = pred[None] if pred.ndim == 2 else pred
+        pred = _channels_first(pred, meta.axes)
         tgt = _load_stack(tgt_paths)
         if tgt.shape[0] == 1 and pred.shape[0] > 1 and tgt.shape[1:] == pred.shape[1:]:
             raise UserError(f"{pred_path} has {pred.shape[0]} channels but target {tgt_paths[0]} has 1; give one target "

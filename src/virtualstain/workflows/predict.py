@@ -205,7 +205,8 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
         if dest.exists() and not overwrite:
             done.append(dest)
             continue
-        image, px = load_input(path, bundle.config.spatial_dims, channels)
+        image, px = load_input(path, bundle.config.spatial_dims, channels,
+                               bundle.input_channel_names if input_channels is None else None)
         pred = predict(bundle, image, tile_size=tile_size, tta=tta, device=device, memory_budget_mb=memory_budget_mb,
                        amp=amp, source=str(path), pixel_size_um=px, progress=progress)
         if composite:

@@ -95,6 +95,7 @@ def _prepare_resume(run: Path, config: TrainConfig, fresh: bool) -> Path | None:
     saved = run / "config.yaml"
     if fresh:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+        shutil.rmtree(run / "log", ignore_errors=True)
     last = ckpt_dir / "last.ckpt"
     if last.exists() and saved.exists():
         old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
@@ -105,7 +106,9 @@ def _prepare_resume(run: Path, config: TrainConfig, fresh: bool) -> Path | None:
     return None
 
 
-def _fit(config: TrainConfig, network, train_ds, val_ds, run: Path, resume: Path | None) -> dict:
+def _fit(config: TrainConfig, network: torch.nn.Module, train_ds: torch.utils.data.Dataset,
+         val_ds: torch.utils.data.Dataset, run: Path, resume: Path | None) -> dict:
+    """Run the Lightning loop; load the best weights into ``network``; return what happened (rank 0)."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
