@@ -63,3 +63,17 @@ def test_isl_stack_planes_and_multi_stain_targets_load(data_dir):
     assert s.input.shape == (3, 1024, 1024) and s.target.shape == (3, 1024, 1024)
     full, _ = read_image(isl / "phase_contrast_zstack.tif")
     assert np.array_equal(s.input[1], full[6].astype(np.float32))
+
+
+def test_demo_data_option_builds_a_manifest_for_the_shared_data(tmp_path, data_dir):
+    from virtualstain.data.samples import read_manifest
+    from virtualstain.errors import UserError
+    from virtualstain.workflows.demo import _manifest_for
+
+    if not (data_dir / "frm_phase_hoechst").exists():
+        pytest.skip("frm_phase_hoechst absent")
+    manifest = _manifest_for(data_dir, tmp_path / "work")
+    (s,) = read_manifest(manifest)
+    assert s.input.shape == (1, 512, 512) and s.target.shape == (1, 512, 512)
+    with pytest.raises(UserError, match="--data needs a manifest CSV"):
+        _manifest_for(tmp_path, tmp_path / "w2")
