@@ -209,10 +209,10 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
                                bundle.input_channel_names if input_channels is None else None)
         pred = predict(bundle, image, tile_size=tile_size, tta=tta, device=device, memory_budget_mb=memory_budget_mb,
                        amp=amp, source=str(path), pixel_size_um=px, progress=progress)
-        if composite:
-            write_composite(dest.with_suffix(".png"), image, pred)
         write_tiff(dest, pred, pixel_size_um=px or bundle.pixel_size_um, channel_names=bundle.output_channel_names,
                    description={"model": str(bundle.info.get("weights_sha256", ""))[:16], "source": path.name,
                                 "units": "target"})
+        if composite:
+            write_composite(dest.with_suffix(".png"), image, pred)
         done.append(dest)
     return done
