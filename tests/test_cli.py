@@ -179,3 +179,16 @@ def test_planes_chosen_in_the_manifest_are_reused_by_predict(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "run" / "model"), str(tmp_path / "s1.tif"), "--out", str(tmp_path / "p"),
                  "--input-channels", "0"]) == 2
     assert "the image has 1 channel(s) but the model was trained on 2" in capsys.readouterr().err
+
+
+def test_a_bug_exits_1_with_a_traceback(tmp_path, monkeypatch, capsys):
+    import virtualstain.workflows.evaluate as evaluate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(evaluate, "evaluate_files", broken)
+    assert main(["evaluate", "a.tif", "b.tif"]) == 1
+    err = capsys.readouterr().err
+    assert "RuntimeError: boom" in err and "internal error (a bug)" in err
+    assert main(["no-such-command"]) == 2  # usage errors are the user's

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 
 import click
 
@@ -150,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted; rerun the same command to resume", err=True)
         return 130
+    except Exception:  # anything else is our bug: show it, exit 1
+        traceback.print_exc()
+        click.echo(f"virtualstain {__version__}: internal error (a bug) — please report it with the traceback above",
+                   err=True)
+        return 1
     return 0
 
 
