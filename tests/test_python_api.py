@@ -59,4 +59,13 @@ def test_evaluate_folders_by_name(tmp_path, rng):
     assert {r["image"]: r["pearson_r"] for r in rows} == pytest.approx(truth, abs=1e-6)
     assert rows[0]["channel"] == "dna" and (tmp_path / "ev" / "metrics.csv").exists()
     (row,) = vs.evaluate([tmp_path / "pred" / "a.tif"], [tmp_path / "const.tif"])
-    assert np.isnan(row["pearson_r"]) and row["note"] == "not defined: an image is constant"
+    assert np.isnan(row["pearson_r"]) and row["note"] == "not defined: the target is constant"
+    from skimage.metrics import structural_similarity
+
+    a = rows[0]
+    from virtualstain.data.io import read_image
+    pa, ta = read_image(tmp_path / "pred" / "a.tif")[0], read_image(tmp_path / "true" / "a.tif")[0]
+    span = float(ta.max() - ta.min())
+    assert a["data_range"] == pytest.approx(span)
+    assert a["ssim"] == pytest.approx(structural_similarity(ta.astype(float), pa.astype(float), data_range=span), abs=1e-6)
+    assert a["nrmse"] == pytest.approx(np.sqrt(np.mean((pa.astype(float) - ta) ** 2)) / span, rel=1e-6)

@@ -41,7 +41,7 @@ def test_frm_phase_to_hoechst_short_training(tmp_path, data_dir, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "p" / "phase_test.tif"),
                  str(tmp_path / "run" / "test" / "target" / "phase_test.tif")]) == 0
-    r = float(capsys.readouterr().out.split("pearson_r=")[1])
+    r = float(capsys.readouterr().out.split("pearson_r=")[1].split()[0])
     assert r == pytest.approx(summary["test_pearson_r"]["hoechst"], abs=1e-3)
 
 

@@ -82,8 +82,11 @@ def evaluate(prediction: str, target: str, out: str | None) -> None:
 
     rows = evaluate_files([prediction], [target], out)
     for r in rows:
-        value = f"{r['pearson_r']:.4f}" if r["note"] == "" else r["note"]
-        click.echo(f"{r['image']}\t{r['channel']}\tpearson_r={value}")
+        if r["note"]:
+            click.echo(f"{r['image']}\t{r['channel']}\t{r['note']}\tmae={r['mae']:.4g}")
+        else:
+            click.echo(f"{r['image']}\t{r['channel']}\tpearson_r={r['pearson_r']:.4f}\tssim={r['ssim']:.4f}\t"
+                       f"psnr={r['psnr']:.2f}\tnrmse={r['nrmse']:.4f}\tmae={r['mae']:.4g}")
 
 
 @cli.command()

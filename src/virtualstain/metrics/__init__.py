@@ -1,5 +1,11 @@
-"""Image metrics (numpy only; no torch)."""
+"""Image metrics (numpy / scipy / scikit-image only; no torch). Each function states its formula."""
 
-from .correlation import pearson_r
+from .correlation import AccuracyScore, accuracy_score, pearson_r, segmentation_pcc, signal_threshold, tiles
+from .noise import noise_ceiling, noise_variance
+from .pixel import mae, mse, nrmse, psnr, ssim
+from .profiles import joint_histogram, line_profiles
+from .tolerance import ToleranceIndex, tolerance_index
 
-__all__ = ["pearson_r"]
+__all__ = ["AccuracyScore", "ToleranceIndex", "accuracy_score", "joint_histogram", "line_profiles", "mae", "mse",
+           "noise_ceiling", "noise_variance", "nrmse", "pearson_r", "psnr", "segmentation_pcc", "signal_threshold",
+           "ssim", "tiles", "tolerance_index"]

@@ -1,4 +1,4 @@
-"""Compare predictions with real stains, image by image (Pearson r per channel)."""
+"""Compare predictions with real stains, image by image and channel (Pearson r, SSIM, PSNR, NRMSE, MAE)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,30 @@ import numpy as np
 from .._atomic import atomic_path, ensure_writable_dir
 from ..data.io import TIFF_SUFFIXES, read_image
 from ..errors import UserError
-from ..metrics import pearson_r
+from ..metrics import mae, nrmse, pearson_r, psnr, ssim
+
+COLUMNS = ["image", "channel", "pearson_r", "ssim", "psnr", "nrmse", "mae", "data_range", "note"]
+
+
+def score_channel(prediction: np.ndarray, target: np.ndarray) -> dict:
+    """Pearson r, SSIM and PSNR (data range = the target's max − min), NRMSE (RMSE / that range), MAE.
+
+    A constant target leaves r, SSIM, PSNR and NRMSE undefined: they are NaN and ``note`` says why.
+    """
+    span = float(target.max() - target.min())
+    row = {"pearson_r": pearson_r(prediction, target), "mae": mae(prediction, target), "data_range": span}
+    row.update(ssim=float("nan"), psnr=float("nan"), nrmse=float("nan"), note="")
+    if span == 0:
+        row["note"] = "not defined: the target is constant"
+        return row
+    row.update(psnr=psnr(prediction, target, data_range=span), nrmse=nrmse(prediction, target))
+    try:
+        row["ssim"] = ssim(prediction, target, data_range=span)
+    except ValueError as exc:
+        row["note"] = f"SSIM not defined: {exc}"
+    if not np.isfinite(row["pearson_r"]):
+        row["note"] = "not defined: the prediction is constant"
+    return row
 
 
 def _expand(arg: str | os.PathLike) -> list[Path]:
@@ -66,12 +89,12 @@ def _load_stack(paths: list[Path]) -> np.ndarray:
 
 def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[str | os.PathLike],
                    out: str | os.PathLike | None = None) -> list[dict]:
-    """Pearson r per image and channel; writes ``out/metrics.csv`` when ``out`` is given.
+    """Score each prediction against its target; writes ``out/metrics.csv`` when ``out`` is given.
 
     Returns
     -------
     list of dict
-        Rows with ``image``, ``channel``, ``pearson_r`` (NaN where undefined) and ``note``.
+        One row per image and channel with the columns of :data:`COLUMNS` (see :func:`score_channel`).
     """
     rows = []
     for pred_path, tgt_paths in pair_files(predictions, targets):
@@ -86,14 +109,12 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
                             f"{';'.join(map(str, tgt_paths))} has {tgt.shape}; compare images of the same field and size")
         names = meta.channel_names if len(meta.channel_names) == pred.shape[0] else [str(c) for c in range(pred.shape[0])]
         for c, name in enumerate(names):
-            r = pearson_r(pred[c], tgt[c])
-            note = "" if np.isfinite(r) else "not defined: an image is constant"
-            rows.append({"image": pred_path.name, "channel": name, "pearson_r": r, "note": note})
+            rows.append({"image": pred_path.name, "channel": name, **score_channel(pred[c], tgt[c])})
     if out is not None:
         folder = ensure_writable_dir(out)
         with atomic_path(folder / "metrics.csv") as tmp:
             with open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=["image", "channel", "pearson_r", "note"])
+                writer = csv.DictWriter(fh, fieldnames=COLUMNS)
                 writer.writeheader()
                 writer.writerows(rows)
     return rows
