@@ -69,3 +69,20 @@ def test_bbbc039_segmentation_quality(data_dir):
         err.append(m.count_error)
     assert len(f1) == 10
     assert np.mean(f1) > 0.8 and abs(np.mean(err)) < 0.2
+
+
+def test_segment_command_writes_label_tiffs(tmp_path, capsys):
+    from virtualstain.cli import main
+    from virtualstain.data.io import read_image, write_tiff
+
+    f = make_field((128, 128), seed=4)
+    write_tiff(tmp_path / "nuclei.tif", f.target[:1], pixel_size_um=1.0)
+    assert main(["segment", str(tmp_path / "nuclei.tif"), "--out", str(tmp_path / "seg"), "--smooth-um", "1",
+                 "--min-distance-um", "5"]) == 0
+    labels, meta = read_image(tmp_path / "seg" / "nuclei.tif")
+    assert labels.dtype == np.uint16 and meta.pixel_size_um == pytest.approx(1.0)
+    expected = segment_nuclei(f.target[0], smooth_um=1, min_distance_um=5, min_area_um2=20)
+    assert np.array_equal(labels, expected) and f"{labels.max()} nuclei" in capsys.readouterr().out
+    assert main(["segment", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "seg")]) == 2
+    assert main(["segment", str(tmp_path / "nuclei.tif"), "--out", str(tmp_path / "seg"), "--channel", "3"]) == 2
+    assert "--channel 3 but the image has 1 channel(s)" in capsys.readouterr().err

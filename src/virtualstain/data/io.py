@@ -234,3 +234,22 @@ def write_tiff(
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, array, ome=True, metadata=metadata, compression="zlib", photometric="minisblack")
     return Path(path)
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray, *, pixel_size_um: float | None = None) -> Path:
+    """Write an instance-label image (0 = background) as an integer OME-TIFF, atomically.
+
+    uint16 when the labels fit, else uint32; ``(Y, X)`` or ``(Z, Y, X)``.
+    """
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got {labels.dtype}")
+    dtype = np.uint16 if labels.max(initial=0) < 2 ** 16 else np.uint32
+    metadata: dict = {"axes": "YX" if labels.ndim == 2 else "ZYX"}
+    if pixel_size_um:
+        metadata.update(PhysicalSizeX=float(pixel_size_um), PhysicalSizeXUnit="µm",
+                        PhysicalSizeY=float(pixel_size_um), PhysicalSizeYUnit="µm")
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, labels.astype(dtype), ome=True, metadata=metadata, compression="zlib",
+                         photometric="minisblack")
+    return Path(path)
