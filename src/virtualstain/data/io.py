@@ -176,6 +176,11 @@ def to_channels_first(array: np.ndarray, meta: ImageMeta, spatial_dims: int, pat
                     "give (Z, Y, X) or (C, Z, Y, X) stacks")
 
 
+def channels_first_by_axes(array: np.ndarray, axes: str) -> np.ndarray:
+    """Add a channel axis to files that have none ((Y, X) images, (Z, Y, X) stacks are one channel)."""
+    return array if "C" in axes else array[None]
+
+
 def check_finite(array: np.ndarray, path: str | os.PathLike) -> None:
     """Raise a :class:`UserError` if ``array`` holds NaN or infinite values."""
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():

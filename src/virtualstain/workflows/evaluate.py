@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, ensure_writable_dir
-from ..data.io import TIFF_SUFFIXES, read_image
+from ..data.io import TIFF_SUFFIXES, channels_first_by_axes, read_image
 from ..errors import UserError
 from ..metrics import mae, nrmse, pearson_r, psnr, ssim
 
@@ -71,16 +71,11 @@ def pair_files(predictions: Sequence[str | os.PathLike], targets: Sequence[str |
     return list(zip(preds, tgts))
 
 
-def _channels_first(array: np.ndarray, axes: str) -> np.ndarray:
-    """Files without a channel axis ((Y, X) images, (Z, Y, X) stacks) are one channel."""
-    return array if "C" in axes else array[None]
-
-
 def _load_stack(paths: list[Path]) -> np.ndarray:
     parts = []
     for p in paths:
         a, meta = read_image(p)
-        parts.append(_channels_first(a, meta.axes))
+        parts.append(channels_first_by_axes(a, meta.axes))
     shapes = {x.shape[1:] for x in parts}
     if len(shapes) > 1:
         raise UserError(f"target files {[str(p) for p in paths]} differ in shape {sorted(shapes)}; they must match")
@@ -99,7 +94,7 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
     rows = []
     for pred_path, tgt_paths in pair_files(predictions, targets):
         pred, meta = read_image(pred_path)
-        pred = _channels_first(pred, meta.axes)
+        pred = channels_first_by_axes(pred, meta.axes)
         tgt = _load_stack(tgt_paths)
         if tgt.shape[0] == 1 and pred.shape[0] > 1 and tgt.shape[1:] == pred.shape[1:]:
             raise UserError(f"{pred_path} has {pred.shape[0]} channels but target {tgt_paths[0]} has 1; give one target "

@@ -120,10 +120,7 @@ def predict_padded(network: nn.Module, padded: np.ndarray, tile: Sequence[int] |
     spatial = padded.shape[1:]
     if tile is None or all(t >= n for t, n in zip(tile, spatial)):
         return _run(network, padded, device, amp)
-    mult = config.size_multiple()
-    margin = tiling_margin(config)
-    core = [max(m, (int(t) // m) * m) for t, m in zip(tile, mult)]
-    tiles = tile_grid(spatial, core, mult, margin)
+    tiles = _tiles_for(spatial, config, tile)
     out = np.empty((config.out_channels, *spatial), np.float32)
     for bounds in tiles:
         window = (slice(None),) + tuple(slice(w0, w1) for w0, w1, _, _ in bounds)
@@ -140,9 +137,14 @@ def count_tiles(spatial: Sequence[int], config: UNetConfig, tile: Sequence[int] 
     """How many windows :func:`predict_padded` will run for a padded ``spatial`` shape."""
     if tile is None or all(t >= n for t, n in zip(tile, spatial)):
         return 1
+    return len(_tiles_for(spatial, config, tile))
+
+
+def _tiles_for(spatial: Sequence[int], config: UNetConfig, tile: Sequence[int]):
+    """The tile grid for requested core sizes ``tile`` (rounded down to the size multiple, at least one)."""
     mult = config.size_multiple()
     core = [max(m, (int(t) // m) * m) for t, m in zip(tile, mult)]
-    return len(tile_grid(spatial, core, mult, tiling_margin(config)))
+    return tile_grid(spatial, core, mult, tiling_margin(config))
 
 
 def dihedral_transforms() -> list[tuple[int, bool]]:
