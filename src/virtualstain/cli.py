@@ -93,17 +93,18 @@ def evaluate(prediction: str, target: str, out: str | None) -> None:
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the label TIFFs.")
 @click.option("--pixel-size-um", type=float, help="µm per pixel (default: from the file, else 1 = pixels).")
-@click.option("--smooth-um", default=1.5, show_default=True, type=float, help="Gaussian σ before thresholding.")
-@click.option("--min-distance-um", default=5.0, show_default=True, type=float, help="Closest nuclei centres.")
+@click.option("--smooth-um", default=1.0, show_default=True, type=float, help="Gaussian σ before thresholding.")
+@click.option("--split-depth-um", default=0.5, show_default=True, type=float,
+              help="Distance-map maxima at least this deep become nuclei (larger splits less).")
 @click.option("--min-area-um2", default=20.0, show_default=True, type=float, help="Smaller objects are dropped.")
 @click.option("--channel", default=0, show_default=True, type=int, help="Channel of multi-channel images.")
 def segment(images: tuple[str, ...], out: str, pixel_size_um: float | None, smooth_um: float,
-            min_distance_um: float, min_area_um2: float, channel: int) -> None:
+            split_depth_um: float, min_area_um2: float, channel: int) -> None:
     """Segment nuclei in IMAGES; one instance-label TIFF (0 = background) per image, same file name."""
     from .workflows.segment import segment_files
 
     written = segment_files(images, out, pixel_size_um=pixel_size_um, smooth_um=smooth_um,
-                            min_distance_um=min_distance_um, min_area_um2=min_area_um2, channel=channel)
+                            split_depth_um=split_depth_um, min_area_um2=min_area_um2, channel=channel)
     for path, count in written:
         click.echo(f"{path}\t{count} nuclei")
 

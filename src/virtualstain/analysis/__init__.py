@@ -1,6 +1,9 @@
-"""Biological readouts (numpy / scipy / scikit-image only; no torch): segmentation and object matching."""
+"""Biological readouts (numpy / scipy / scikit-image only; no torch): segmentation, matching, features."""
 
+from .cells import segment_cells_from_junctions
+from .features import FEATURES, FeatureAgreement, feature_agreement, object_features
 from .matching import MatchResult, match_objects
 from .segmentation import segment_nuclei
 
-__all__ = ["MatchResult", "match_objects", "segment_nuclei"]
+__all__ = ["FEATURES", "FeatureAgreement", "MatchResult", "feature_agreement", "match_objects", "object_features",
+           "segment_cells_from_junctions", "segment_nuclei"]

@@ -1,21 +1,26 @@
 """Classical nuclei segmentation of a fluorescence (or virtual-stain) image, parameters in µm.
 
-Gaussian smoothing → threshold (Otsu unless given) → hole filling → distance-transform watershed
-(markers: local maxima of the distance map at least ``min_distance_um`` apart) to split touching
-nuclei → removal of objects outside [``min_area_um2``, ``max_area_um2``].
+Gaussian smoothing (σ = ``smooth_um``) → threshold (Otsu unless given) → hole filling → watershed of the
+distance transform to split touching nuclei → removal of objects outside [``min_area_um2``, ``max_area_um2``].
+
+Watershed markers are the h-maxima of the distance map (itself smoothed with σ = ``smooth_um``): a
+regional maximum becomes a nucleus centre only if it rises at least ``split_depth_um`` above the saddle
+that joins it to a higher one. Unlike a minimum distance between centres this does not assume a nucleus
+size, so small and large nuclei in one field are split by the same rule (the neck between two touching
+round nuclei is shallower than their radii; a ragged outline gives maxima only a fraction of a µm deep).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
+from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 
 def segment_nuclei(image: np.ndarray, pixel_size_um: float = 1.0, smooth_um: float = 1.0,
-                   min_distance_um: float = 4.0, min_area_um2: float = 20.0, max_area_um2: float | None = None,
+                   split_depth_um: float = 0.5, min_area_um2: float = 20.0, max_area_um2: float | None = None,
                    threshold: float | None = None) -> np.ndarray:
     """Instance labels of nuclei (0 = background) in a 2D image ``(Y, X)``.
 
@@ -26,32 +31,30 @@ def segment_nuclei(image: np.ndarray, pixel_size_um: float = 1.0, smooth_um: flo
     pixel_size_um : float
         µm per pixel; every other length is in µm (with the default 1.0 they are pixels).
     smooth_um : float
-        Gaussian σ of the pre-smoothing.
-    min_distance_um : float
-        Smallest distance between two nuclei centres (watershed markers).
+        Gaussian σ of the pre-smoothing and of the distance map.
+    split_depth_um : float
+        Depth h of the distance-map maxima kept as nucleus centres; larger values split less.
     min_area_um2, max_area_um2 : float
-        Objects outside this area range are removed.
+        Objects outside this area range (µm²) are removed.
     threshold : float, optional
         Foreground intensity threshold (after smoothing); default Otsu.
 
     Returns
     -------
     numpy.ndarray
-        int32 labels, consecutive from 1.
+        int32 labels, consecutive from 1; all zero for a constant image.
     """
     img = np.asarray(image, np.float64)
     if img.ndim != 2:
         raise ValueError(f"segment_nuclei expects a 2D image (Y, X), got shape {img.shape}")
-    smooth = ndi.gaussian_filter(img, smooth_um / pixel_size_um)
+    sigma_px = smooth_um / pixel_size_um
+    smooth = ndi.gaussian_filter(img, sigma_px)
     if smooth.min() == smooth.max():
         return np.zeros(img.shape, np.int32)
     level = threshold_otsu(smooth) if threshold is None else threshold
     mask = ndi.binary_fill_holes(smooth > level)
-    distance = ndi.distance_transform_edt(mask)
-    min_px = max(1, int(round(min_distance_um / pixel_size_um)))
-    peaks = peak_local_max(distance, min_distance=min_px, labels=ndi.label(mask)[0], exclude_border=False)
-    markers = np.zeros(img.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    distance = ndi.gaussian_filter(ndi.distance_transform_edt(mask) * pixel_size_um, sigma_px)
+    markers = ndi.label(h_maxima(distance, split_depth_um) & mask)[0]
     labels = watershed(-distance, markers, mask=mask)
     areas = np.bincount(labels.ravel()) * pixel_size_um ** 2
     keep = areas >= min_area_um2

@@ -16,7 +16,7 @@ from .predict import output_path
 
 
 def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *, pixel_size_um: float | None = None,
-                  smooth_um: float = 1.5, min_distance_um: float = 5.0, min_area_um2: float = 20.0,
+                  smooth_um: float = 1.0, split_depth_um: float = 0.5, min_area_um2: float = 20.0,
                   channel: int = 0) -> list[tuple[Path, int]]:
     """Segment nuclei in each 2D image (``channel`` of multi-channel files); returns (label file, count) pairs.
 
@@ -34,7 +34,7 @@ def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *
         image = stack[channel].astype(np.float32)
         check_finite(image, path)
         px = pixel_size_um or meta.pixel_size_um or 1.0
-        labels = segment_nuclei(image, pixel_size_um=px, smooth_um=smooth_um, min_distance_um=min_distance_um,
+        labels = segment_nuclei(image, pixel_size_um=px, smooth_um=smooth_um, split_depth_um=split_depth_um,
                                 min_area_um2=min_area_um2)
         dest = output_path(folder, path)
         write_labels(dest, labels, pixel_size_um=px if (pixel_size_um or meta.pixel_size_um) else None)
