@@ -2,11 +2,16 @@
 
 import numpy as np
 import pytest
-
+from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential
 
-from virtualstain.analysis import (feature_agreement, match_objects, object_features, segment_cells_from_junctions,
-                                  segment_nuclei)
+from virtualstain.analysis import (
+    feature_agreement,
+    match_objects,
+    object_features,
+    segment_cells_from_junctions,
+    segment_nuclei,
+)
 from virtualstain.analysis.matching import iou_matrix
 from virtualstain.data.synthetic import make_field
 
