@@ -13,6 +13,9 @@ from pathlib import Path
 
 from .errors import UserError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def ensure_writable_dir(folder: str | os.PathLike) -> Path:
     """Create ``folder`` (and parents) and check that files can be written in it.
@@ -49,6 +52,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():

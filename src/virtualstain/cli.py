@@ -72,21 +72,48 @@ def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None
     click.echo(f"{len(written)} prediction(s) in {out}")
 
 
+def _readouts(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, kind = item.rpartition("=")
+        if not sep or not name:
+            raise UserError(f"--readout {item!r}: write CHANNEL=KIND, e.g. --readout hoechst=nuclei")
+        out[name] = kind
+    return out
+
+
 @cli.command()
-@click.argument("prediction", type=click.Path())
-@click.argument("target", type=str)
-@click.option("--out", type=click.Path(file_okay=False), help="Folder for metrics.csv.")
-def evaluate(prediction: str, target: str, out: str | None) -> None:
-    """Compare PREDICTION with TARGET (files, or folders with matching names; join stains with ';')."""
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for metrics.csv, summary.json and report.html.")
+@click.option("--inputs", "inputs", multiple=True, type=click.Path(),
+              help="Label-free inputs (a folder, or one file per prediction; repeat) for the input-vs-target baseline.")
+@click.option("--pixel-size-um", type=float, help="µm per pixel (default: from the files, else lengths in px).")
+@click.option("--readout", "readouts", multiple=True,
+              help="CHANNEL=nuclei|cells|none (default: by channel name, e.g. DAPI/Hoechst → nuclei).")
+@click.option("--no-report", is_flag=True, help="Skip report.html.")
+def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], pixel_size_um: float | None,
+             readouts: tuple[str, ...], no_report: bool) -> None:
+    """Judge predictions against real stains: FILES are PRED... TARGET... (as many of each, or two folders).
+
+    Targets pair with predictions in order (folders: by file name); join several single-stain target
+    files with ';'. Prints a verdict per readout; with --out writes metrics.csv, summary.json, report.html.
+    """
     from .workflows.evaluate import evaluate_files
 
-    rows = evaluate_files([prediction], [target], out)
-    for r in rows:
+    if len(files) % 2:
+        raise UserError(f"evaluate needs as many targets as predictions (PRED... TARGET...), got {len(files)} paths")
+    half = len(files) // 2
+    result = evaluate_files(list(files[:half]), list(files[half:]), out, inputs=list(inputs) or None,
+                            pixel_size_um=pixel_size_um, readouts=_readouts(readouts), report=not no_report)
+    for r in result.rows:
         if r["note"]:
-            click.echo(f"{r['image']}\t{r['channel']}\t{r['note']}\tmae={r['mae']:.4g}")
-        else:
-            click.echo(f"{r['image']}\t{r['channel']}\tpearson_r={r['pearson_r']:.4f}\tssim={r['ssim']:.4f}\t"
-                       f"psnr={r['psnr']:.2f}\tnrmse={r['nrmse']:.4f}\tmae={r['mae']:.4g}")
+            click.echo(f"{r['image']}\t{r['channel']}\t{r['note']}")
+    icons = {"good": "ok  ", "caution": "warn", "poor": "POOR", "undefined": "n/a "}
+    for name, entry in result.summary["channels"].items():
+        for v in entry["verdicts"]:
+            click.echo(f"[{icons[v['status']]}] {name} {v['readout']}: {v['text']}")
+    if result.out:
+        click.echo(f"report: {result.out / ('report.html' if not no_report else 'summary.json')}")
 
 
 @cli.command()
@@ -155,7 +182,10 @@ def demo(out: str, data: str | None, minutes: float) -> None:
     summary = run_demo(out, data=data, minutes=minutes, progress=sys.stderr.isatty())
     for name, value in summary["test_pearson_r"].items():
         click.echo(f"test r [{name}]: {value:.3f}")
-    click.echo(f"report: {out}/report.md ({summary['total_seconds']} s)")
+    for name, items in summary["verdicts"].items():
+        for v in items:
+            click.echo(f"{name} {v['readout']} [{v['status']}]: {v['text']}")
+    click.echo(f"report: {summary['report']} and {out}/report.md ({summary['total_seconds']} s)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,11 @@
 """Image metrics (numpy / scipy / scikit-image only; no torch). Each function states its formula."""
 
-from .correlation import AccuracyScore, accuracy_score, pearson_r, segmentation_pcc, signal_threshold, tiles
+from .correlation import AccuracyScore, accuracy_score, has_signal, pearson_r, segmentation_pcc, signal_threshold, tiles
 from .noise import noise_ceiling, noise_variance
 from .pixel import mae, mse, nrmse, psnr, ssim
 from .profiles import joint_histogram, line_profiles
 from .tolerance import ToleranceIndex, tolerance_index
 
-__all__ = ["AccuracyScore", "ToleranceIndex", "accuracy_score", "joint_histogram", "line_profiles", "mae", "mse",
+__all__ = ["AccuracyScore", "ToleranceIndex", "accuracy_score", "has_signal", "joint_histogram", "line_profiles", "mae", "mse",
            "noise_ceiling", "noise_variance", "nrmse", "pearson_r", "psnr", "segmentation_pcc", "signal_threshold",
            "ssim", "tiles", "tolerance_index"]

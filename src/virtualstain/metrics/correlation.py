@@ -107,9 +107,14 @@ def accuracy_score(predictions: Sequence[np.ndarray], targets: Sequence[np.ndarr
     level = signal_threshold(targets) if threshold is None else float(threshold)
     per_image, used = [], []
     for p, t in zip(predictions, targets):
-        has_signal = float(np.mean(np.asarray(t) > level)) >= min_signal_fraction
-        r = pearson_r(p, t) if has_signal else float("nan")
+        signal = has_signal(t, level, min_signal_fraction)
+        r = pearson_r(p, t) if signal else float("nan")
         per_image.append(r)
-        if has_signal and np.isfinite(r):
+        if signal and np.isfinite(r):
             used.append(r)
     return AccuracyScore(float(np.mean(used)) if used else float("nan"), len(used), len(per_image), level, per_image)
+
+
+def has_signal(target: np.ndarray, threshold: float, min_signal_fraction: float = 0.01) -> bool:
+    """True when at least ``min_signal_fraction`` of the target's pixels exceed ``threshold`` (FRM's P rule)."""
+    return float(np.mean(np.asarray(target) > threshold)) >= min_signal_fraction

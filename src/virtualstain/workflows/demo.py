@@ -7,8 +7,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .._atomic import ensure_writable_dir, write_text_atomic
 from ..data.synthetic import write_dataset
 from ..errors import UserError
@@ -67,30 +65,35 @@ def run_demo(out: str | os.PathLike = "virtualstain-demo", data: str | os.PathLi
     preds = sorted((test_dir / "input").glob("*.tif"))
     predicted = predict_files(result.model_dir, preds, out / "predictions", composite=True, overwrite=True,
                               progress=progress)
-    targets = [test_dir / "target" / p.name for p in predicted]
-    rows = evaluate_files(predicted, targets, out / "evaluation")
-    per_channel: dict[str, list[float]] = {}
-    for r in rows:
-        per_channel.setdefault(r["channel"], []).append(r["pearson_r"])
+    evaluation = evaluate_files(predicted, [test_dir / "target" / p.name for p in predicted], out / "evaluation",
+                                inputs=preds, title=f"virtualstain demo: {source}")
+    channels = evaluation.summary["channels"]
     summary = {
         "data": source, "split": result.summary["split"], "epochs": result.summary["epochs"],
         "training_seconds": result.summary["seconds_this_session"],
-        "test_pearson_r": {c: float(np.nanmean(v)) for c, v in per_channel.items()},
+        "test_pearson_r": {c: entry["pearson_r_mean"] for c, entry in channels.items()},
+        "verdicts": {c: entry["verdicts"] for c, entry in channels.items()},
         "total_seconds": round(time.perf_counter() - started, 1),
         "model": str(result.model_dir), "predictions": str(out / "predictions"),
+        "report": str(out / "evaluation" / "report.html"),
     }
+    icons = {"good": "✔", "caution": "⚠", "poor": "✘", "undefined": "–"}
     lines = [
         "# virtualstain demo report", "",
         f"- Data: {source}", f"- Split: {summary['split']}",
         f"- Model: `pics` U-Net, {summary['epochs']} epochs in {summary['training_seconds']} s "
         f"({result.summary['patches_per_second']} patches/s); bundle at `{result.model_dir}`",
-        f"- Total time: {summary['total_seconds']} s", "",
-        "## Held-out test images: Pearson r per stain", "",
+        f"- Total time: {summary['total_seconds']} s",
+        "- Full report with images and plots: `evaluation/report.html` (open it in a browser)", "",
+        "## Verdicts on the held-out test images", "",
+        *[f"- {icons[v['status']]} **{c}, {v['readout']}**: {v['text']}" for c, vs in summary["verdicts"].items()
+          for v in vs], "",
+        "## Pearson r per image and stain", "",
         "| image | stain | Pearson r |", "|---|---|---|",
-        *[f"| {r['image']} | {r['channel']} | {r['pearson_r']:.3f} |" for r in rows], "",
+        *[f"| {r['image']} | {r['channel']} | {r['pearson_r']:.3f} |" for r in evaluation.rows], "",
         "Composites (grey = input, green/magenta = predicted stains): "
         + ", ".join(f"`{p.with_suffix('.png').name}`" for p in predicted), "",
     ]
     write_text_atomic(out / "report.md", "\n".join(lines))
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
     return summary

@@ -4,7 +4,8 @@
 trained, validated and tested), ``checkpoints/last.ckpt`` (resume state, written
 atomically after every validation) and ``checkpoints/best.ckpt``, ``log/metrics.csv``
 (per-epoch losses), ``model/`` (the bundle, from the best checkpoint), ``test/`` (the
-held-out predictions, targets and ``metrics.csv``) and ``summary.json``.
+held-out inputs, predictions and targets, judged in ``metrics.csv``, ``summary.json`` and
+``report.html``) and ``summary.json``.
 
 Interrupted runs (even ``kill -9``) resume from ``last.ckpt`` when ``train`` is called
 again with the same ``--out`` and config, losing at most the epoch in progress.
@@ -37,6 +38,7 @@ from ..metrics import pearson_r
 from ..models.bundle import ModelBundle, save_bundle
 from ..models.registry import build, make_config
 from .config import TrainConfig
+from .evaluate import evaluate_files, write_evaluation
 from .predict import predict
 
 
@@ -216,9 +218,13 @@ def _validation_pearson(bundle: ModelBundle, samples: list[Sample], plan: SplitP
 
 
 def evaluate_test_regions(bundle: ModelBundle, samples: list[Sample], plan: SplitPlan, out: Path) -> list[dict]:
-    """Predict every test region, write prediction/target TIFFs and per-channel Pearson r."""
-    rows = []
+    """Predict every test region, write input/prediction/target TIFFs, and judge them (``report.html``).
+
+    The judging is :func:`~virtualstain.workflows.evaluate.evaluate_files` with the inputs as baseline; its
+    ``metrics.csv`` gains a ``region`` column (the test region's bounds in its field, pixels).
+    """
     regions = plan.of("test")
+    bounds = {}
     for k, r in enumerate(regions):
         s = samples[r.sample]
         x, y = s.input[r.slices()], s.target[r.slices()]
@@ -226,22 +232,19 @@ def evaluate_test_regions(bundle: ModelBundle, samples: list[Sample], plan: Spli
         if sum(1 for q in regions if samples[q.sample].name == s.name) > 1:
             name = f"{name}_{k}"
         pred = predict(bundle, x, source=s.name)
-        write_tiff(out / "prediction" / f"{name}.tif", pred, pixel_size_um=s.pixel_size_um,
-                   channel_names=bundle.output_channel_names)
-        write_tiff(out / "target" / f"{name}.tif", y, pixel_size_um=s.pixel_size_um,
-                   channel_names=bundle.output_channel_names)
-        write_tiff(out / "input" / f"{name}.tif", x, pixel_size_um=s.pixel_size_um,
-                   channel_names=bundle.input_channel_names)
-        for c, channel in enumerate(bundle.output_channel_names):
-            rows.append({"image": name, "channel": channel, "pearson_r": pearson_r(pred[c], y[c]),
-                         "region": json.dumps(r.to_dict()["bounds"])})
-    if rows:
-        with atomic_path(out / "metrics.csv") as tmp:
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-    return rows
+        for folder, array, names in (("prediction", pred, bundle.output_channel_names),
+                                     ("target", y, bundle.output_channel_names), ("input", x, bundle.input_channel_names)):
+            write_tiff(out / folder / f"{name}.tif", array, pixel_size_um=s.pixel_size_um, channel_names=names)
+        bounds[f"{name}.tif"] = json.dumps(r.to_dict()["bounds"])
+    if not regions:
+        return []
+    files = [out / "prediction" / n for n in bounds]
+    evaluation = evaluate_files(files, [out / "target" / n for n in bounds], inputs=[out / "input" / n for n in bounds],
+                                max_panels=4)
+    for row in evaluation.rows:
+        row["region"] = bounds[row["image"]]
+    write_evaluation(evaluation, out, title=f"Held-out test regions ({plan.description})")
+    return evaluation.rows
 
 
 def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config: TrainConfig | None = None, *,

@@ -1,0 +1,1 @@
+"""Reports of an evaluation: plain-language verdicts, figures and a self-contained HTML page (no torch)."""

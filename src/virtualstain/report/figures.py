@@ -1,0 +1,154 @@
+"""Figures of an evaluation as PNG bytes (matplotlib, Agg backend; nothing is shown on screen).
+
+Every figure draws from the arrays an :class:`~virtualstain.workflows.evaluate.Evaluation` keeps: picture
+panels of the first images, and per channel the pooled pixel pairs, object areas and displacements.
+Volumes are shown as maximum projections along Z.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from skimage.segmentation import find_boundaries  # noqa: E402
+
+from ..metrics import joint_histogram  # noqa: E402
+
+_DPI = 80
+TARGET_COLOUR, PREDICTION_COLOUR = "#2ca02c", "#c2185b"
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _plane(image: np.ndarray) -> np.ndarray:
+    return image.max(axis=0) if image.ndim == 3 else image
+
+
+def _stretch(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return np.clip((image - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(image)
+
+
+def panel_figure(panel, unit: str) -> bytes:
+    """One row: input, target, prediction (same intensity scale, object outlines in yellow), overlay, SSIM, |error|."""
+    target, prediction = _plane(panel.target), _plane(panel.prediction)
+    lo, hi = np.percentile(target, [0.5, 99.5])
+    t, p = _stretch(target, lo, hi), _stretch(prediction, lo, hi)
+    tiles: list[tuple[str, np.ndarray, dict]] = []
+    if panel.input is not None:
+        x = _plane(panel.input[panel.input.shape[0] // 2])
+        tiles.append(("input", _stretch(x, *np.percentile(x, [0.5, 99.5])), {"cmap": "gray"}))
+    outlined = []
+    for img, labels in ((t, panel.readout.target_labels if panel.readout else None),
+                        (p, panel.readout.prediction_labels if panel.readout else None)):
+        rgb = np.repeat(img[..., None], 3, -1)
+        if labels is not None:
+            rgb[find_boundaries(labels)] = (1.0, 0.85, 0.0)
+        outlined.append(rgb)
+    overlay = np.stack([p, t, p], -1)  # target green, prediction magenta, agreement white
+    error = np.abs(prediction - target)
+    tiles += [("target", outlined[0], {}), ("prediction", outlined[1], {}),
+              ("overlay: target green, prediction magenta", overlay, {})]
+    if panel.ssim_map is not None:
+        tiles.append(("SSIM map", _plane(panel.ssim_map), {"cmap": "viridis", "vmin": 0, "vmax": 1}))
+    tiles.append(("|prediction − target|", error, {"cmap": "magma", "vmin": 0, "vmax": max(hi - lo, 1e-12)}))
+    fig, axes = plt.subplots(1, len(tiles), figsize=(2.6 * len(tiles), 2.9))
+    for ax, (title, img, kw) in zip(np.atleast_1d(axes), tiles):
+        im = ax.imshow(img, interpolation="nearest", **kw)
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+        if "cmap" in kw and title != "input":
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+    fig.suptitle(f"{panel.image} — {panel.channel}", fontsize=9)
+    return _png(fig)
+
+
+def violin_figure(rows: list[dict]) -> bytes:
+    """Violins of per-image Pearson r per channel, with the input-vs-target baseline beside each where known."""
+    channels = list(dict.fromkeys(r["channel"] for r in rows))
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(channels), 3.0))
+    data, positions, colours, ticks = [], [], [], []
+    for k, name in enumerate(channels):
+        model = [r["pearson_r"] for r in rows if r["channel"] == name and np.isfinite(r["pearson_r"])]
+        base = [r["baseline_pearson_r"] for r in rows if r["channel"] == name and np.isfinite(r["baseline_pearson_r"])]
+        for values, offset, colour in ((model, -0.18, PREDICTION_COLOUR), (base, 0.18, "#888888")):
+            if values:
+                data.append(values)
+                positions.append(k + offset)
+                colours.append(colour)
+        ticks.append(k)
+    for values, pos, colour in zip(data, positions, colours):
+        if len(values) > 1:
+            parts = ax.violinplot([values], [pos], widths=0.32, showmedians=True)
+            for body in parts["bodies"]:
+                body.set_facecolor(colour)
+            for key in ("cmedians", "cmins", "cmaxes", "cbars"):
+                parts[key].set_color(colour)
+        ax.scatter(np.full(len(values), pos), values, s=8, color=colour, zorder=3)
+    ax.set_xticks(ticks, channels, fontsize=8)
+    ax.set_ylabel("Pearson r per image")
+    ax.set_ylim(min(0.0, *(min(v) for v in data)) if data else 0, 1.0)
+    ax.plot([], [], "s", color=PREDICTION_COLOUR, label="prediction vs target")
+    ax.plot([], [], "s", color="#888888", label="input vs target (baseline)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def joint_histogram_figure(pairs: list[np.ndarray], name: str) -> bytes:
+    """Log-scaled intensity–intensity histogram of (target, prediction) pixels with the identity line."""
+    pooled = np.concatenate(pairs, axis=1)
+    counts, t_edges, p_edges = joint_histogram(pooled[1], pooled[0], bins=96)
+    fig, ax = plt.subplots(figsize=(3.4, 3.0))
+    ax.imshow(np.log1p(counts.T), origin="lower", cmap="inferno", aspect="auto",
+              extent=(t_edges[0], t_edges[-1], p_edges[0], p_edges[-1]))
+    ax.plot(t_edges[[0, -1]], t_edges[[0, -1]], color="white", lw=0.8, ls="--")
+    ax.set_xlabel(f"real {name}", fontsize=8)
+    ax.set_ylabel(f"virtual {name}", fontsize=8)
+    ax.set_title("joint histogram (log counts)", fontsize=8)
+    ax.tick_params(labelsize=6)
+    return _png(fig)
+
+
+def count_scatter_figure(rows: list[dict], name: str, noun: str) -> bytes:
+    """Objects per image: virtual against real, with the identity line and ±5 % band."""
+    t = np.array([r["count_target"] for r in rows], float)
+    p = np.array([r["count_prediction"] for r in rows], float)
+    top = max(1.0, t.max(initial=0), p.max(initial=0)) * 1.08
+    fig, ax = plt.subplots(figsize=(3.2, 3.0))
+    ax.fill_between([0, top], [0, 0.95 * top], [0, 1.05 * top], color="#cccccc", alpha=0.6, label="±5 %")
+    ax.plot([0, top], [0, top], color="black", lw=0.8)
+    ax.scatter(t, p, s=14, color=PREDICTION_COLOUR, zorder=3)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel(f"{noun} in real {name}", fontsize=8)
+    ax.set_ylabel(f"{noun} in virtual {name}", fontsize=8)
+    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=6)
+    return _png(fig)
+
+
+def distributions_figure(pool, noun: str, unit: str) -> bytes:
+    """Object areas (real vs virtual) and centroid displacements of matched objects."""
+    at, ap = np.concatenate(pool.area_target_um2), np.concatenate(pool.area_prediction_um2)
+    disp = np.concatenate(pool.displacement_um)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(6.4, 2.8))
+    both = np.concatenate([at, ap])
+    bins = np.linspace(both.min(), both.max(), 30) if both.size and both.max() > both.min() else 10
+    a1.hist(at, bins=bins, alpha=0.6, color=TARGET_COLOUR, label=f"real ({at.size})")
+    a1.hist(ap, bins=bins, alpha=0.6, color=PREDICTION_COLOUR, label=f"virtual ({ap.size})")
+    a1.set_xlabel(f"{noun} area ({'µm²' if unit == 'µm' else 'px²'})", fontsize=8)
+    a1.legend(fontsize=7)
+    a2.hist(disp, bins=30, color="#555555")
+    a2.set_xlabel(f"centroid displacement of matched {noun} ({unit})", fontsize=8)
+    for ax in (a1, a2):
+        ax.tick_params(labelsize=6)
+    return _png(fig)
