@@ -57,9 +57,11 @@ def test_train_predict_evaluate_info_end_to_end(tmp_path, synthetic_manifest, ca
     capsys.readouterr()
     tgt = f"{synthetic_manifest.parent / 'nuclei' / inputs[0].name};{synthetic_manifest.parent / 'membrane' / inputs[0].name}"
     assert main(["evaluate", str(pred_dir / inputs[0].name), tgt, "--out", str(tmp_path / "ev")]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and "nuclei" in lines[0] and "pearson_r=" in lines[0]
-    assert (tmp_path / "ev" / "metrics.csv").exists()
+    out = capsys.readouterr().out
+    assert "nuclei intensity: Pixel intensities follow the real nuclei stain" in out
+    assert "membrane counts: Cell counts within" in out and "report.html" in out
+    header = (tmp_path / "ev" / "metrics.csv").read_text().splitlines()[0]
+    assert header.startswith("image,channel,pearson_r,") and "count_target,count_prediction" in header
     assert main(["info", str(run / "model")]) == 0
     info = capsys.readouterr().out
     assert "architecture: pics" in info and "(verified)" in info and "tiling margin" in info

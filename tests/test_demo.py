@@ -12,7 +12,11 @@ def test_demo_writes_report_predictions_and_metrics(tmp_path, capsys):
     assert set(summary["test_pearson_r"]) == {"nuclei", "membrane"}
     assert summary["test_pearson_r"]["nuclei"] > 0.5  # learned something even in 30 s
     report = (out / "report.md").read_text()
-    assert "Pearson r per stain" in report and "field_" in report
+    assert "Pearson r per image and stain" in report and "field_" in report
+    assert "**nuclei, counts**: Nuclei counts within" in report and "Verdicts on the held-out test images" in report
+    html = (out / "evaluation" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "membrane" in html
+    assert (out / "run" / "test" / "report.html").exists()  # train judges its own test regions too
     assert list((out / "predictions").glob("*.png")) and list((out / "predictions").glob("*.tif"))
     assert (out / "evaluation" / "metrics.csv").exists() and (out / "run" / "model" / "model.json").exists()
     assert "report:" in capsys.readouterr().out

@@ -20,7 +20,7 @@ def test_train_and_predict_3d_from_arrays(tmp_path):
         "training": {"max_epochs": 2, "patches_per_epoch": 4, "batch_size": 2, "progress_bar": False},
     })
     result = vs.train(samples, tmp_path / "run", cfg)
-    assert result.summary["split_mode"] == "explicit" and result.test_rows[0]["image"] == "array2"
+    assert result.summary["split_mode"] == "explicit" and result.test_rows[0]["image"] == "array2.tif"
     model = vs.load_model(result.model_dir)
     assert model.config.spatial_dims == 3 and model.config.size_multiple() == (1, 4, 4)
     volume = make_field((5, 37, 41), seed=9).input  # odd shape: padded and cropped back
@@ -31,7 +31,7 @@ def test_train_and_predict_3d_from_arrays(tmp_path):
     # a one-channel 3D prediction is scored as one volume, not plane by plane
     write_tiff(tmp_path / "p.tif", out, channel_names=["nuclei"])
     write_tiff(tmp_path / "t.tif", out + 1.0)
-    (row,) = vs.evaluate([tmp_path / "p.tif"], [tmp_path / "t.tif"])
+    (row,) = vs.evaluate([tmp_path / "p.tif"], [tmp_path / "t.tif"]).rows
     assert row["pearson_r"] == pytest.approx(1.0)
 
 
@@ -55,10 +55,10 @@ def test_evaluate_folders_by_name(tmp_path, rng):
         write_tiff(tmp_path / "pred" / name, p, channel_names=["dna"])
         truth[name] = pearsonr(p.ravel(), t.ravel())[0]
     write_tiff(tmp_path / "const.tif", np.zeros((1, 30, 30)))
-    rows = vs.evaluate([tmp_path / "pred"], [tmp_path / "true"], out=tmp_path / "ev")
+    rows = vs.evaluate([tmp_path / "pred"], [tmp_path / "true"], out=tmp_path / "ev").rows
     assert {r["image"]: r["pearson_r"] for r in rows} == pytest.approx(truth, abs=1e-6)
     assert rows[0]["channel"] == "dna" and (tmp_path / "ev" / "metrics.csv").exists()
-    (row,) = vs.evaluate([tmp_path / "pred" / "a.tif"], [tmp_path / "const.tif"])
+    (row,) = vs.evaluate([tmp_path / "pred" / "a.tif"], [tmp_path / "const.tif"]).rows
     assert np.isnan(row["pearson_r"]) and row["note"] == "not defined: the target is constant"
     from skimage.metrics import structural_similarity
 

@@ -40,8 +40,9 @@ def test_frm_phase_to_hoechst_short_training(tmp_path, data_dir, capsys):
     assert 0.5 < pred.mean() / right.mean() < 2.0  # counts, like the real Hoechst image
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "p" / "phase_test.tif"),
-                 str(tmp_path / "run" / "test" / "target" / "phase_test.tif")]) == 0
-    r = float(capsys.readouterr().out.split("pearson_r=")[1].split()[0])
+                 str(tmp_path / "run" / "test" / "target" / "phase_test.tif"), "--out", str(tmp_path / "ev")]) == 0
+    assert "hoechst counts: Nuclei counts within" in capsys.readouterr().out
+    r = json.loads((tmp_path / "ev" / "summary.json").read_text())["channels"]["hoechst"]["pearson_r_mean"]
     assert r == pytest.approx(summary["test_pearson_r"]["hoechst"], abs=1e-3)
 
 

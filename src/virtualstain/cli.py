@@ -83,6 +83,24 @@ def _readouts(items: tuple[str, ...]) -> dict[str, str]:
 
 
 @cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Study folder.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (defaults if omitted).")
+@click.option("--fractions", default="0.25,0.5,1", show_default=True, help="Shares of the training data.")
+@click.option("--epochs", default="2,5,10", show_default=True, help="Epoch counts at which each run is judged.")
+@click.option("--minutes-per-fraction", type=float, help="Wall-clock budget of each fraction's run.")
+def study(manifest: str, out: str, config_path: str | None, fractions: str, epochs: str,
+          minutes_per_fraction: float | None) -> None:
+    """Train from scratch on growing shares of the training data and epochs; plot r, P and count error."""
+    from .workflows.config import load_config
+    from .workflows.study import run_study
+
+    rows = run_study(manifest, out, load_config(config_path), fractions=fractions.split(","),
+                     epochs=epochs.split(","), minutes_per_fraction=minutes_per_fraction, log=click.echo)
+    click.echo(f"{len(rows)} result row(s): {out}/study.csv, {out}/study.html")
+
+
+@cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for metrics.csv, summary.json and report.html.")
 @click.option("--inputs", "inputs", multiple=True, type=click.Path(),

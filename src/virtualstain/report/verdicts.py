@@ -80,12 +80,12 @@ def _objects(name: str, s: dict, unit: str) -> list[dict]:
                             f"Matched {adjective} centroids lie within {disp:.2f} {unit} of the real ones (median; 90 % "
                             f"within {s['displacement_p90_um']:.2f} {unit}, {s['matched']} matched)."))
         ratio = s["area_ratio_median"]
-        size = "larger" if ratio > 1 else "smaller"
+        size = f"{abs(ratio - 1) * 100:.0f} % {'larger' if ratio > 1 else 'smaller'} than" if round(abs(ratio - 1), 2) \
+            else "the same size as"
         area_unit = "µm²" if unit == "µm" else "px²"
         out.append(_verdict("areas", _grade(abs(ratio - 1), 0.10, 0.25, higher_is_better=False),
-                            f"Virtual {noun} are {abs(ratio - 1) * 100:.0f} % {size} than the real ones (median area "
-                            f"ratio {ratio:.2f}; median areas {s['area_prediction_median_um2']:.0f} vs "
-                            f"{s['area_target_median_um2']:.0f} {area_unit})."))
+                            f"Virtual {noun} are {size} the real ones (median area ratio {ratio:.2f}; median areas "
+                            f"{s['area_prediction_median_um2']:.0f} vs {s['area_target_median_um2']:.0f} {area_unit})."))
     return out
 
 
