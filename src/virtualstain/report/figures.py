@@ -56,18 +56,22 @@ def panel_figure(panel, unit: str) -> bytes:
     overlay = np.stack([p, t, p], -1)  # target green, prediction magenta, agreement white
     error = np.abs(prediction - target)
     tiles += [("target", outlined[0], {}), ("prediction", outlined[1], {}),
-              ("overlay: target green, prediction magenta", overlay, {})]
+              ("overlay", overlay, {})]
     if panel.ssim_map is not None:
         tiles.append(("SSIM map", _plane(panel.ssim_map), {"cmap": "viridis", "vmin": 0, "vmax": 1}))
     tiles.append(("|prediction − target|", error, {"cmap": "magma", "vmin": 0, "vmax": max(hi - lo, 1e-12)}))
-    fig, axes = plt.subplots(1, len(tiles), figsize=(2.6 * len(tiles), 2.9))
+    aspect = target.shape[0] / target.shape[1]  # tall strips get tall tiles, not thumbnails
+    tile_h = min(2.6 * max(aspect, 1.0), 6.0)
+    tile_w = min(tile_h / aspect, 2.6 * 1.5)
+    fig, axes = plt.subplots(1, len(tiles), figsize=(tile_w * len(tiles) * 1.15, tile_h + 0.5))
     for ax, (title, img, kw) in zip(np.atleast_1d(axes), tiles):
         im = ax.imshow(img, interpolation="nearest", **kw)
         ax.set_title(title, fontsize=8)
         ax.axis("off")
         if "cmap" in kw and title != "input":
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
-    fig.suptitle(f"{panel.image} — {panel.channel}", fontsize=9)
+    fig.suptitle(f"{panel.image} — {panel.channel}   (overlay: real green, virtual magenta, both white; "
+                 "object outlines yellow)", fontsize=8)
     return _png(fig)
 
 
@@ -106,7 +110,8 @@ def violin_figure(rows: list[dict]) -> bytes:
 def joint_histogram_figure(pairs: list[np.ndarray], name: str) -> bytes:
     """Log-scaled intensity–intensity histogram of (target, prediction) pixels with the identity line."""
     pooled = np.concatenate(pairs, axis=1)
-    counts, t_edges, p_edges = joint_histogram(pooled[1], pooled[0], bins=96)
+    lo, hi = np.percentile(pooled, [0.1, 99.9])  # a few outlying pixels must not squeeze the plot
+    counts, t_edges, p_edges = joint_histogram(pooled[1], pooled[0], bins=96, value_range=(float(lo), float(hi)))
     fig, ax = plt.subplots(figsize=(3.4, 3.0))
     ax.imshow(np.log1p(counts.T), origin="lower", cmap="inferno", aspect="auto",
               extent=(t_edges[0], t_edges[-1], p_edges[0], p_edges[-1]))

@@ -82,7 +82,7 @@ def _rows_table(rows: list[dict]) -> str:
     body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in ["image", "channel", *_ROW_FIELDS])
                    + "</tr>" for r in shown)
     more = f'<p class="note">{len(rows) - _MAX_ROWS} more rows in metrics.csv.</p>' if len(rows) > _MAX_ROWS else ""
-    return f"<table><tr>{head}</tr>{body}</table>{more}"
+    return f'<div style="overflow-x:auto"><table><tr>{head}</tr>{body}</table></div>{more}'
 
 
 def render_report(evaluation, title: str = "virtualstain evaluation") -> str:
