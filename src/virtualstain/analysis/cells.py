@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.filters import threshold_otsu
 from skimage.morphology import skeletonize
 from skimage.segmentation import clear_border, expand_labels
+
+from .segmentation import filter_by_area, smoothed_foreground
 
 
 def segment_cells_from_junctions(image: np.ndarray, pixel_size_um: float = 1.0, smooth_um: float = 1.0,
@@ -42,22 +43,12 @@ def segment_cells_from_junctions(image: np.ndarray, pixel_size_um: float = 1.0, 
     numpy.ndarray
         int32 labels, consecutive from 1; all zero for a constant image.
     """
-    img = np.asarray(image, np.float64)
-    if img.ndim != 2:
-        raise ValueError(f"segment_cells_from_junctions expects a 2D image (Y, X), got shape {img.shape}")
-    smooth = ndi.gaussian_filter(img, smooth_um / pixel_size_um)
-    if smooth.min() == smooth.max():
-        return np.zeros(img.shape, np.int32)
-    level = threshold_otsu(smooth) if threshold is None else threshold
-    lines = ndi.binary_dilation(skeletonize(smooth > level), structure=np.ones((3, 3), bool))
+    junctions = smoothed_foreground(image, smooth_um / pixel_size_um, threshold, "segment_cells_from_junctions")
+    if junctions is None:
+        return np.zeros(np.shape(image), np.int32)
+    lines = ndi.binary_dilation(skeletonize(junctions), structure=np.ones((3, 3), bool))
     regions = ndi.label(~lines)[0]  # default structure: 4-connectivity
     if exclude_border:
         regions = clear_border(regions)
-    areas = np.bincount(regions.ravel()) * pixel_size_um ** 2
-    keep = areas >= min_area_um2
-    if max_area_um2 is not None:
-        keep &= areas <= max_area_um2
-    keep[0] = False
-    relabel = np.zeros(len(areas), np.int32)
-    relabel[keep] = np.arange(1, int(keep.sum()) + 1)
-    return expand_labels(relabel[regions], distance=2).astype(np.int32)
+    cells = filter_by_area(regions, pixel_size_um, min_area_um2, max_area_um2)
+    return expand_labels(cells, distance=2).astype(np.int32)

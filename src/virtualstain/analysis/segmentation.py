@@ -44,18 +44,30 @@ def segment_nuclei(image: np.ndarray, pixel_size_um: float = 1.0, smooth_um: flo
     numpy.ndarray
         int32 labels, consecutive from 1; all zero for a constant image.
     """
-    img = np.asarray(image, np.float64)
-    if img.ndim != 2:
-        raise ValueError(f"segment_nuclei expects a 2D image (Y, X), got shape {img.shape}")
     sigma_px = smooth_um / pixel_size_um
-    smooth = ndi.gaussian_filter(img, sigma_px)
-    if smooth.min() == smooth.max():
-        return np.zeros(img.shape, np.int32)
-    level = threshold_otsu(smooth) if threshold is None else threshold
-    mask = ndi.binary_fill_holes(smooth > level)
+    foreground = smoothed_foreground(image, sigma_px, threshold, "segment_nuclei")
+    if foreground is None:
+        return np.zeros(np.shape(image), np.int32)
+    mask = ndi.binary_fill_holes(foreground)
     distance = ndi.gaussian_filter(ndi.distance_transform_edt(mask) * pixel_size_um, sigma_px)
     markers = ndi.label(h_maxima(distance, split_depth_um) & mask)[0]
-    labels = watershed(-distance, markers, mask=mask)
+    return filter_by_area(watershed(-distance, markers, mask=mask), pixel_size_um, min_area_um2, max_area_um2)
+
+
+def smoothed_foreground(image: np.ndarray, sigma_px: float, threshold: float | None, caller: str) -> np.ndarray | None:
+    """Pixels of the Gaussian-smoothed 2D ``image`` above ``threshold`` (Otsu if None); None if it is constant."""
+    img = np.asarray(image, np.float64)
+    if img.ndim != 2:
+        raise ValueError(f"{caller} expects a 2D image (Y, X), got shape {img.shape}")
+    smooth = ndi.gaussian_filter(img, sigma_px)
+    if smooth.min() == smooth.max():
+        return None
+    return smooth > (threshold_otsu(smooth) if threshold is None else threshold)
+
+
+def filter_by_area(labels: np.ndarray, pixel_size_um: float, min_area_um2: float,
+                   max_area_um2: float | None = None) -> np.ndarray:
+    """Drop objects outside [``min_area_um2``, ``max_area_um2``] (µm²) and relabel the rest 1, 2, … (int32)."""
     areas = np.bincount(labels.ravel()) * pixel_size_um ** 2
     keep = areas >= min_area_um2
     if max_area_um2 is not None:
