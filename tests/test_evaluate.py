@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import virtualstain as vs
+from virtualstain.analysis import FEATURES
 from virtualstain.analysis.readouts import readout_for
 from virtualstain.cli import main
 from virtualstain.data.io import write_tiff
@@ -67,6 +68,8 @@ def test_outputs_csv_json_and_a_self_contained_report(disk_pair, tmp_path):
     assert float(row["baseline_pearson_r"]) == pytest.approx(1.0) and float(row["baseline_nrmse"]) < 1e-6
     summary = json.loads((out / "summary.json").read_text())
     assert summary["channels"]["hoechst"]["count_target_total"] == 10
+    features = summary["channels"]["hoechst"]["feature_pearson_r"]
+    assert set(features) == set(FEATURES) and features["area"] is None  # equal disks: constant area, r undefined
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5  # violin, histogram, counts, distributions, panels
     assert "http://" not in html and "https://" not in html and "<script" not in html  # opens offline

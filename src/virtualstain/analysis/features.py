@@ -22,7 +22,7 @@ from skimage.measure import regionprops
 from skimage.segmentation import relabel_sequential
 
 from ..metrics.correlation import pearson_r
-from .matching import match_objects
+from .matching import MatchResult, match_objects
 from .segmentation import segment_nuclei
 
 FEATURES = ("area", "perimeter", "eccentricity", "solidity", "major_axis_um", "minor_axis_um", "mean_intensity",
@@ -90,10 +90,11 @@ class FeatureAgreement:
 
 def feature_agreement(real: np.ndarray, virtual: np.ndarray, pixel_size_um: float = 1.0,
                       real_labels: np.ndarray | None = None, virtual_labels: np.ndarray | None = None,
-                      **segment_kwargs) -> FeatureAgreement:
-    """Segment (unless labels are given), match at IoU ≥ 0.5, and correlate each feature across pairs.
+                      match: MatchResult | None = None, **segment_kwargs) -> FeatureAgreement:
+    """Segment (unless labels are given), match at IoU ≥ 0.5 (unless given), correlate each feature across pairs.
 
-    ``segment_kwargs`` go to :func:`~virtualstain.analysis.segment_nuclei` (µm units).
+    ``segment_kwargs`` go to :func:`~virtualstain.analysis.segment_nuclei` (µm units). A given ``match``
+    must come from ``match_objects(virtual_labels, real_labels)``.
     """
     if real.shape != virtual.shape:
         raise ValueError(f"real {real.shape} and virtual {virtual.shape} images differ in shape")
@@ -101,7 +102,8 @@ def feature_agreement(real: np.ndarray, virtual: np.ndarray, pixel_size_um: floa
         real_labels = segment_nuclei(real, pixel_size_um=pixel_size_um, **segment_kwargs)
     if virtual_labels is None:
         virtual_labels = segment_nuclei(virtual, pixel_size_um=pixel_size_um, **segment_kwargs)
-    match = match_objects(virtual_labels, real_labels, pixel_size_um=pixel_size_um)
+    if match is None:
+        match = match_objects(virtual_labels, real_labels, pixel_size_um=pixel_size_um)
     real_seq = relabel_sequential(np.asarray(real_labels, np.int64))[0]
     virtual_seq = relabel_sequential(np.asarray(virtual_labels, np.int64))[0]
     t_real = object_features(real_seq, real, pixel_size_um)
@@ -110,10 +112,16 @@ def feature_agreement(real: np.ndarray, virtual: np.ndarray, pixel_size_um: floa
     rows_r = np.array([r - 1 for _, r, _ in match.pairs], np.int64)
     real_rows = {k: v[rows_r] for k, v in t_real.items()}
     virtual_rows = {k: v[rows_v] for k, v in t_virtual.items()}
+    return FeatureAgreement(n_real=match.n_true, n_virtual=match.n_predicted, n_pairs=match.true_positives,
+                            pearson_r=feature_correlations(real_rows, virtual_rows), real=real_rows,
+                            virtual=virtual_rows)
+
+
+def feature_correlations(real: dict[str, np.ndarray], virtual: dict[str, np.ndarray]) -> dict[str, float]:
+    """Pearson r of each feature between matched real and virtual rows (NaN with fewer than 3 finite pairs)."""
     r = {}
     for name in FEATURES:
-        a, b = real_rows[name], virtual_rows[name]
+        a, b = np.asarray(real[name], np.float64), np.asarray(virtual[name], np.float64)
         ok = np.isfinite(a) & np.isfinite(b)
         r[name] = pearson_r(b[ok], a[ok]) if ok.sum() >= 3 else float("nan")
-    return FeatureAgreement(n_real=match.n_true, n_virtual=match.n_predicted, n_pairs=match.true_positives,
-                            pearson_r=r, real=real_rows, virtual=virtual_rows)
+    return r

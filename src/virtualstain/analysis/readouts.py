@@ -2,7 +2,8 @@
 
 ``nuclei`` channels are segmented with :func:`~virtualstain.analysis.segment_nuclei`; ``cells`` channels
 (junction / membrane stains) with :func:`~virtualstain.analysis.segment_cells_from_junctions`. Volumes
-``(Z, Y, X)`` are read out on their maximum projection along Z. Which readout a channel gets is decided by
+``(Z, Y, X)`` are read out on their maximum projection along Z. The per-object features of
+:mod:`virtualstain.analysis.features` are measured on every matched pair. Which readout a channel gets is decided by
 its name (:func:`readout_for`) unless the caller says.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cells import segment_cells_from_junctions
+from .features import FeatureAgreement, feature_agreement
 from .matching import MatchResult, match_objects
 from .segmentation import segment_nuclei
 
@@ -33,12 +35,14 @@ def readout_for(channel_name: str) -> str:
 
 @dataclass
 class ObjectReadout:
-    """Objects of one channel of one image: labels of both, and their one-to-one matching (IoU ≥ 0.5)."""
+    """Objects of one channel of one image: labels of both, their one-to-one matching (IoU ≥ 0.5), and the
+    per-object features of the matched pairs, each measured on its own image."""
 
     kind: str
     target_labels: np.ndarray
     prediction_labels: np.ndarray
     match: MatchResult
+    features: FeatureAgreement
 
     def row(self) -> dict[str, float]:
         """The per-image columns: counts, count error, precision / recall / F1, median displacement and area ratio."""
@@ -74,6 +78,10 @@ def object_readout(prediction: np.ndarray, target: np.ndarray, kind: str, pixel_
     if kind not in ("nuclei", "cells"):
         raise ValueError(f"readout kind must be 'nuclei' or 'cells', got {kind!r}")
     segment = segment_nuclei if kind == "nuclei" else segment_cells_from_junctions
-    t_labels = segment(_plane(target), pixel_size_um=pixel_size_um, **segment_kwargs)
-    p_labels = segment(_plane(prediction), pixel_size_um=pixel_size_um, **segment_kwargs)
-    return ObjectReadout(kind, t_labels, p_labels, match_objects(p_labels, t_labels, pixel_size_um=pixel_size_um))
+    t_plane, p_plane = _plane(target), _plane(prediction)
+    t_labels = segment(t_plane, pixel_size_um=pixel_size_um, **segment_kwargs)
+    p_labels = segment(p_plane, pixel_size_um=pixel_size_um, **segment_kwargs)
+    match = match_objects(p_labels, t_labels, pixel_size_um=pixel_size_um)
+    features = feature_agreement(t_plane, p_plane, pixel_size_um, real_labels=t_labels, virtual_labels=p_labels,
+                                 match=match)
+    return ObjectReadout(kind, t_labels, p_labels, match, features)

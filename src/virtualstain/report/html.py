@@ -76,6 +76,16 @@ def _summary_table(channels: dict, unit: str) -> str:
     return f"<table><tr><th>metric</th>{head}</tr>{body}</table>"
 
 
+def _feature_table(entry: dict, noun: str) -> str:
+    r = entry.get("feature_pearson_r") or {}
+    if not r:
+        return ""
+    cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in r.items())
+    return (f"<p>Per-object features, real vs virtual: Pearson r over the {entry['matched']} matched {noun} "
+            f"(each measured on its own image; VirFluoNet's CellProfiler comparison).</p>"
+            f"<table><tr><th>feature</th><th>r</th></tr>{cells}</table>")
+
+
 def _rows_table(rows: list[dict]) -> str:
     shown = rows[:_MAX_ROWS]
     head = "".join(f"<th>{c}</th>" for c in ["image", "channel", *_ROW_FIELDS])
@@ -110,6 +120,7 @@ def render_report(evaluation, title: str = "virtualstain evaluation") -> str:
         parts += [f"<h2>Objects: {html.escape(name)} ({noun})</h2>", '<div class="figs">',
                   _img(figures.count_scatter_figure(mine, name, noun), f"count scatter {name}"),
                   _img(figures.distributions_figure(pool, noun, unit), f"areas and displacements {name}"), "</div>",
+                  _feature_table(s["channels"][name], noun),
                   f'<p class="note">{noun.capitalize()} are segmented the same way in the real and the virtual stain '
                   f"({_METHOD[pool.kind]}), then matched one to one at IoU ≥ 0.5; outlines are drawn in yellow "
                   "below.</p>"]

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, ensure_writable_dir, write_text_atomic
+from ..analysis.features import FEATURES, feature_correlations
 from ..analysis.readouts import READOUTS, ObjectReadout, object_readout, readout_for
 from ..data.io import TIFF_SUFFIXES, channels_first_by_axes, read_image
 from ..errors import UserError
@@ -110,6 +111,8 @@ class ChannelPool:
     displacement_um: list[np.ndarray] = field(default_factory=list)
     area_target_um2: list[np.ndarray] = field(default_factory=list)
     area_prediction_um2: list[np.ndarray] = field(default_factory=list)
+    features_real: list[dict[str, np.ndarray]] = field(default_factory=list)
+    features_virtual: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
 @dataclass
@@ -241,6 +244,9 @@ def _summarise(rows: list[dict], pools: dict[str, ChannelPool], pixel_size_um: f
                 "area_target_median_um2": float(np.median(at)) if at.size else float("nan"),
                 "area_prediction_median_um2": float(np.median(ap)) if ap.size else float("nan"),
                 "area_ratio_median": _nanmean([r["area_ratio_median"] for r in mine]),
+                "feature_pearson_r": feature_correlations(
+                    {k: np.concatenate([t[k] for t in pool.features_real]) for k in FEATURES},
+                    {k: np.concatenate([t[k] for t in pool.features_virtual]) for k in FEATURES}),
             })
         channels[name] = entry
     return {"pixel_size_um": pixel_size_um, "length_unit": "µm" if pixel_size_um else "px",
@@ -333,6 +339,8 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
                 pool.displacement_um.append(m.displacement_um)
                 pool.area_target_um2.append(m.area_true_um2)
                 pool.area_prediction_um2.append(m.area_predicted_um2)
+                pool.features_real.append(readout.features.real)
+                pool.features_virtual.append(readout.features.virtual)
                 if m.n_true == 0:
                     row["note"] = (row["note"] + "; " if row["note"] else "") + \
                         f"count error not defined: no {kinds[name]} found in the target"
