@@ -58,10 +58,11 @@ def test_readouts_of_disks_are_the_analytic_values(disk_pair):
 
 
 def test_outputs_csv_json_and_a_self_contained_report(disk_pair, tmp_path):
-    write_tiff(tmp_path / "input.tif", -3.0 * _disks(CENTRES) + 7.0)  # an inverted, rescaled copy of the target
     out = tmp_path / "ev"
+    (tmp_path / "inputs").mkdir()
+    write_tiff(tmp_path / "inputs" / "pred.tif", -3.0 * _disks(CENTRES) + 7.0)  # an inverted, rescaled target
     assert main(["evaluate", str(disk_pair / "pred.tif"), str(disk_pair / "target.tif"), "--out", str(out),
-                 "--inputs", str(tmp_path / "input.tif")]) == 0
+                 "--inputs", str(tmp_path / "inputs")]) == 0  # a folder of inputs, matched by name
     with open(out / "metrics.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert list(row) == COLUMNS

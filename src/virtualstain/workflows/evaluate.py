@@ -150,11 +150,12 @@ def pair_files(predictions: Sequence[str | os.PathLike], targets: Sequence[str |
                what: str = "target") -> list[tuple[Path, list[Path]]]:
     """Pair prediction files with target (or input) files.
 
-    Folders are matched by file name; lists of files by position. A target entry may
-    join several single-stain files with ``;`` (their channels are stacked).
+    A target folder is matched by file name (predictions may be files or a folder); lists of files by
+    position. A target entry may join several single-stain files with ``;`` (their channels are stacked).
     """
-    if len(predictions) == 1 and len(targets) == 1 and Path(predictions[0]).is_dir() and Path(str(targets[0])).is_dir():
-        preds, tdir = _expand(predictions[0]), Path(targets[0])
+    preds = [p for a in predictions for p in _expand(a)]
+    if len(targets) == 1 and Path(str(targets[0])).is_dir():
+        tdir = Path(targets[0])
         pairs = []
         for p in preds:
             t = tdir / p.name
@@ -162,11 +163,10 @@ def pair_files(predictions: Sequence[str | os.PathLike], targets: Sequence[str |
                 raise UserError(f"{p}: no {what} with the same name in {tdir}; name each {what} like its prediction")
             pairs.append((p, [t]))
         return pairs
-    preds = [p for a in predictions for p in _expand(a)]
     tgts = [[Path(x) for x in str(a).split(";") if x] for a in targets]
     if len(preds) != len(tgts):
         raise UserError(f"{len(preds)} prediction file(s) but {len(tgts)} {what}(s); give one {what} per prediction, "
-                        "in the same order (or two folders with matching file names)")
+                        "in the same order (or a folder with matching file names)")
     return list(zip(preds, tgts))
 
 
