@@ -60,20 +60,19 @@ def score_channel(prediction: np.ndarray, target: np.ndarray) -> dict:
     return row
 
 
-def baseline_channel(inputs: np.ndarray, target: np.ndarray) -> dict:
+def baseline_channel(inputs: np.ndarray | None, target: np.ndarray) -> dict:
     """Input-vs-target baseline: the input channel with the largest |r|, rescaled to the target by least squares.
 
     Returns ``baseline_pearson_r`` (= |r| of that channel), ``baseline_ssim`` and ``baseline_nrmse`` of the
-    rescaled input, and ``baseline_channel`` (its index); NaN where undefined (constant target or input).
+    rescaled input; NaN where undefined (no inputs, constant target or input).
     """
     t = target.astype(np.float64)
     best, best_k = float("nan"), -1
-    for k, x in enumerate(inputs):
+    for k, x in enumerate(inputs if inputs is not None else []):
         r = abs(pearson_r(x, t))
         if np.isfinite(r) and not r <= best:
             best, best_k = r, k
-    out = {"baseline_pearson_r": best, "baseline_ssim": float("nan"), "baseline_nrmse": float("nan"),
-           "baseline_channel": best_k}
+    out = {"baseline_pearson_r": best, "baseline_ssim": float("nan"), "baseline_nrmse": float("nan")}
     span = float(t.max() - t.min())
     if best_k < 0 or span == 0:
         return out
@@ -323,10 +322,7 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
         kinds = _readout_kinds(names, readouts)
         for c, name in enumerate(names):
             row = {"image": pred_path.name, "channel": name, **score_channel(pred[c], tgt[c])}
-            row.update(baseline_channel(x, tgt[c]) if x is not None else
-                       {"baseline_pearson_r": float("nan"), "baseline_ssim": float("nan"),
-                        "baseline_nrmse": float("nan")})
-            row.pop("baseline_channel", None)
+            row.update(baseline_channel(x, tgt[c]))
             pool = pools.setdefault(name, ChannelPool(kind=kinds[name]))
             pool.small_targets.append(tgt[c][..., ::_SMALL, ::_SMALL].astype(np.float32))
             pool.pairs.append(_subsample(pred[c], tgt[c], 20000, k))
@@ -345,7 +341,7 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
                     row["note"] = (row["note"] + "; " if row["note"] else "") + \
                         f"count error not defined: no {kinds[name]} found in the target"
             rows.append(row)
-            if len({p.image for p in panels}) < max_panels or (panels and panels[-1].image == pred_path.name):
+            if k < max_panels:  # the first images get picture panels
                 smap = None
                 if np.isfinite(row["ssim"]):
                     smap = ssim(pred[c], tgt[c], data_range=row["data_range"], full=True)[1]
