@@ -12,7 +12,8 @@ from .figures import _png
 from .html import _CSS, _fmt, _img
 
 
-def _num(value) -> float:
+def as_float(value) -> float:
+    """``float(value)``, or NaN for empty / non-numeric CSV cells."""
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -22,21 +23,21 @@ def _num(value) -> float:
 def study_figure(rows: list[dict], channel: str) -> bytes:
     """Four panels: r and P vs training size, count error vs training size, r vs epochs, wall time."""
     mine = [r for r in rows if r["channel"] == channel]
-    fractions = sorted({_num(r["fraction"]) for r in mine})
+    fractions = sorted({as_float(r["fraction"]) for r in mine})
     epochs = sorted({int(r["epochs_requested"]) for r in mine})
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.0))
     colours = plt.cm.viridis(np.linspace(0, 0.85, max(len(epochs), len(fractions))))
     for k, e in enumerate(epochs):
-        sel = sorted((r for r in mine if int(r["epochs_requested"]) == e), key=lambda r: _num(r["fraction"]))
-        size = [_num(r["train_megapixels"]) for r in sel]
-        axes[0].plot(size, [_num(r["pearson_r"]) for r in sel], "o-", color=colours[k], label=f"r, {e} epochs")
-        axes[0].plot(size, [_num(r["accuracy_score_p"]) for r in sel], "s--", color=colours[k], alpha=0.6,
+        sel = sorted((r for r in mine if int(r["epochs_requested"]) == e), key=lambda r: as_float(r["fraction"]))
+        size = [as_float(r["train_megapixels"]) for r in sel]
+        axes[0].plot(size, [as_float(r["pearson_r"]) for r in sel], "o-", color=colours[k], label=f"r, {e} epochs")
+        axes[0].plot(size, [as_float(r["accuracy_score_p"]) for r in sel], "s--", color=colours[k], alpha=0.6,
                      label=f"P, {e} epochs")
-        axes[1].plot(size, [100 * _num(r["count_error"]) for r in sel], "o-", color=colours[k], label=f"{e} epochs")
-        axes[3].plot(size, [_num(r["train_seconds"]) for r in sel], "o-", color=colours[k], label=f"{e} epochs")
+        axes[1].plot(size, [100 * as_float(r["count_error"]) for r in sel], "o-", color=colours[k], label=f"{e} epochs")
+        axes[3].plot(size, [as_float(r["train_seconds"]) for r in sel], "o-", color=colours[k], label=f"{e} epochs")
     for k, f in enumerate(fractions):
-        sel = sorted((r for r in mine if _num(r["fraction"]) == f), key=lambda r: int(r["epochs"]))
-        axes[2].plot([int(r["epochs"]) for r in sel], [_num(r["pearson_r"]) for r in sel], "o-", color=colours[k],
+        sel = sorted((r for r in mine if as_float(r["fraction"]) == f), key=lambda r: int(r["epochs"]))
+        axes[2].plot([int(r["epochs"]) for r in sel], [as_float(r["pearson_r"]) for r in sel], "o-", color=colours[k],
                      label=f"{f:g} of training data")
     axes[1].axhspan(-5, 5, color="#cccccc", alpha=0.5)
     labels = [("training pixels (Mpx)", "Pearson r / accuracy P"), ("training pixels (Mpx)", "count error (%)"),
@@ -59,7 +60,7 @@ def render_study(rows: list[dict], split: str) -> str:
     cols = ["fraction", "train_regions", "train_megapixels", "epochs", "channel", "pearson_r", "accuracy_score_p",
             "count_error", "f1", "train_seconds"]
     head = "".join(f"<th>{c}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(_num(r[c]) if c not in ('channel',) else r[c])}</td>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(as_float(r[c]) if c not in ('channel',) else r[c])}</td>" for c in cols)
                    + "</tr>" for r in rows)
     parts = ["<h1>Training-size and epoch study</h1>",
              f'<p class="meta">Every run is tested on the same held-out regions: {html.escape(split)}.</p>',

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ from .._atomic import atomic_path, ensure_writable_dir, write_text_atomic
 from ..data.samples import Sample, read_manifest
 from ..data.splits import Region, SplitPlan, plan_splits
 from ..errors import UserError
-from ..report.study import render_study
+from ..report.study import as_float, render_study
 from .config import TrainConfig
 from .train import train
 
@@ -98,13 +97,6 @@ def _write_table(path: Path, rows: list[dict]) -> None:
             writer.writerows(rows)
 
 
-def _num(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config: TrainConfig | None = None, *,
               fractions: Sequence[float] = (0.25, 0.5, 1.0), epochs: Sequence[int] = (2, 5, 10),
               minutes_per_fraction: float | None = None,
@@ -137,25 +129,25 @@ def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, co
     epochs = _parse_list(epochs, "--epochs", int)
     if epochs[0] < 1:
         raise UserError(f"--epochs: epoch counts must be ≥ 1, got {epochs[0]}")
-    folder = ensure_writable_dir(out)
     dims = config.model.spatial_dims
     samples = read_manifest(Path(data), dims, config.data.input_channels) if isinstance(data, (str, os.PathLike)) \
         else list(data)
     plan = plan_splits(samples, config.split.val_fraction, config.split.test_fraction, config.training.seed)
+    folder = ensure_writable_dir(out)  # only once the data loaded: bad input leaves no empty study folder
     patch = config.patch_size()
     min_length = max(patch[-2:])
     config.training.early_stopping_patience = None
     config.training.max_minutes = minutes_per_fraction
     table = folder / "study.csv"
-    rows = [r for r in _read_done(table) if _num(r["fraction"]) in fractions and int(r["epochs_requested"]) in epochs]
-    done = {(_num(r["fraction"]), int(r["epochs_requested"])) for r in rows}
+    rows = [r for r in _read_done(table) if as_float(r["fraction"]) in fractions and int(r["epochs_requested"]) in epochs]
+    done = {(as_float(r["fraction"]), int(r["epochs_requested"])) for r in rows}
     for fraction in fractions:
         subset = training_subset(plan, fraction, config.training.seed, min_length)
         regions = subset + plan.of("val") + plan.of("test")
         run_samples = region_samples(samples, regions)
         megapixels = sum(int(np.prod(r.shape)) for r in subset) / 1e6
         run = folder / f"fraction_{fraction:g}"
-        seconds = max([_num(r["train_seconds"]) for r in rows if _num(r["fraction"]) == fraction], default=0.0)
+        seconds = max([as_float(r["train_seconds"]) for r in rows if as_float(r["fraction"]) == fraction], default=0.0)
         for n_epochs in epochs:
             if (fraction, n_epochs) in done:
                 continue
@@ -171,7 +163,7 @@ def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, co
                     "count_error": s.get("count_error_total"), "f1": s.get("f1_mean"),
                     "train_seconds": round(seconds, 1), "run": str(run.relative_to(folder)),
                 })
-            rows.sort(key=lambda r: (_num(r["fraction"]), int(r["epochs_requested"]), r["channel"]))
+            rows.sort(key=lambda r: (as_float(r["fraction"]), int(r["epochs_requested"]), r["channel"]))
             _write_table(table, rows)
             if log:
                 log(f"fraction {fraction:g}, {result.summary['epochs']} epochs: " + ", ".join(
