@@ -6,6 +6,7 @@ An interrupted write never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import tempfile
 from collections.abc import Iterator
@@ -63,4 +64,14 @@ def write_text_atomic(final: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``final`` atomically (UTF-8)."""
     with atomic_path(final) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    return Path(final)
+
+
+def write_csv_atomic(final: str | os.PathLike, rows: list[dict], columns: list[str]) -> Path:
+    """Write ``rows`` (dicts; missing keys left empty) under ``columns`` as a CSV, atomically."""
+    with atomic_path(final) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns, restval="", extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
     return Path(final)

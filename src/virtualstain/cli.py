@@ -189,6 +189,119 @@ def info(model: str, as_json: bool) -> None:
     click.echo("\n".join(lines))
 
 
+def _phase_summary(phase, out: str) -> None:
+    click.echo(f"{out}\tphase {float(phase.min()):.3f} … {float(phase.max()):.3f} rad")
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: give numbers separated by commas, e.g. -1,1") from None
+
+
+@cli.group()
+def phase() -> None:
+    """Retrieve quantitative phase (radians) from raw frames."""
+
+
+@phase.command("hologram")
+@click.argument("hologram", type=click.Path(dir_okay=False))
+@click.option("--background", type=click.Path(dir_okay=False), help="Hologram of the empty field (recommended).")
+@click.option("--wavelength-um", type=float, required=True, help="Laser wavelength, µm.")
+@click.option("--pixel-size-um", type=float, help="Pixel size in the sample, µm (default: from the file).")
+@click.option("--filter-size", default=1 / 3, show_default=True, type=float,
+              help="Sideband filter radius as a fraction of the sideband distance.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Phase TIFF to write.")
+def phase_hologram(hologram: str, background: str | None, wavelength_um: float, pixel_size_um: float | None,
+                   filter_size: float, out: str) -> None:
+    """Off-axis hologram → unwrapped, background-corrected phase (qpretrieve)."""
+    from .workflows.phase import phase_from_hologram
+
+    _phase_summary(phase_from_hologram(hologram, out, background=background, wavelength_um=wavelength_um,
+                                       pixel_size_um=pixel_size_um, filter_size=filter_size), out)
+
+
+@phase.command("qlsi")
+@click.argument("interferogram", type=click.Path(dir_okay=False))
+@click.option("--reference", required=True, type=click.Path(dir_okay=False), help="Interferogram without sample.")
+@click.option("--wavelength-um", type=float, required=True, help="Wavelength, µm.")
+@click.option("--pitch-term-um", type=float, required=True, help="QLSI camera's grating term L·a/d, µm.")
+@click.option("--pixel-size-um", type=float, help="Pixel size in the sample, µm (default: from the file).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Phase TIFF to write.")
+def phase_qlsi(interferogram: str, reference: str, wavelength_um: float, pitch_term_um: float,
+               pixel_size_um: float | None, out: str) -> None:
+    """Quadri-wave lateral shearing interferogram → phase (qpretrieve)."""
+    from .workflows.phase import phase_from_qlsi
+
+    _phase_summary(phase_from_qlsi(interferogram, out, reference=reference, wavelength_um=wavelength_um,
+                                   pixel_size_um=pixel_size_um, pitch_term_um=pitch_term_um), out)
+
+
+@phase.command("shifting")
+@click.argument("frames", type=click.Path(dir_okay=False))
+@click.option("--wavelength-um", type=float, help="Wavelength, µm (stored in the output's metadata).")
+@click.option("--pixel-size-um", type=float, help="Pixel size, µm (default: from the file).")
+@click.option("--no-unwrap", is_flag=True, help="Keep the phase wrapped to (−π, π].")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Phase TIFF to write.")
+def phase_shifting(frames: str, wavelength_um: float | None, pixel_size_um: float | None, no_unwrap: bool,
+                   out: str) -> None:
+    """Four frames at reference shifts 0, π/2, π, 3π/2 (one (4, Y, X) stack) → phase."""
+    from .workflows.phase import phase_from_shifting
+
+    _phase_summary(phase_from_shifting(frames, out, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um,
+                                       unwrap=not no_unwrap), out)
+
+
+@phase.command("tie")
+@click.argument("stack", type=click.Path(dir_okay=False))
+@click.option("--z-um", required=True, help="Defocus of each plane in file order, µm, e.g. -2,2 or -2,0,2.")
+@click.option("--wavelength-um", type=float, required=True, help="Centre wavelength of the illumination, µm.")
+@click.option("--pixel-size-um", type=float, help="Pixel size in the sample, µm (default: from the file).")
+@click.option("--solver", default="dct", show_default=True, type=click.Choice(["fft", "dct", "iterative"]),
+              help="fft: periodic; dct: Neumann boundaries; iterative: DCT + re-simulation of the planes.")
+@click.option("--regularization", default=1e-4, show_default=True, type=float, help="Tikhonov ε, µm⁻².")
+@click.option("--medium-index", default=1.0, show_default=True, type=float, help="Refractive index of the medium.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Phase TIFF to write.")
+def phase_tie(stack: str, z_um: str, wavelength_um: float, pixel_size_um: float | None, solver: str,
+              regularization: float, medium_index: float, out: str) -> None:
+    """Two or three defocused bright-field planes → phase by the transport-of-intensity equation."""
+    from .workflows.phase import phase_from_tie
+
+    _phase_summary(phase_from_tie(stack, out, z_um=_floats(z_um, "--z-um"), wavelength_um=wavelength_um,
+                                  pixel_size_um=pixel_size_um, solver=solver, regularization_per_um2=regularization,
+                                  medium_index=medium_index), out)
+
+
+@cli.command()
+@click.argument("phase_map", metavar="PHASE", type=click.Path(dir_okay=False))
+@click.option("--labels", type=click.Path(dir_okay=False), help="Instance labels (or a 0/1 mask).")
+@click.option("--nucleus-mask", type=click.Path(dir_okay=False), help="Nuclei (mask or labels), with --cell-mask.")
+@click.option("--cell-mask", type=click.Path(dir_okay=False), help="Cells (mask or labels), with --nucleus-mask.")
+@click.option("--wavelength-um", type=float, help="Wavelength, µm (default: from the phase file).")
+@click.option("--pixel-size-um", type=float, help="Pixel size, µm (default: from the phase file).")
+@click.option("--alpha", default=0.18, show_default=True, type=float, help="Refractive increment α, mL/g.")
+@click.option("--interval-h", default=1.0, show_default=True, type=float, help="Time between frames of a time-lapse, h.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSV table to write.")
+def drymass(phase_map: str, labels: str | None, nucleus_mask: str | None, cell_mask: str | None,
+            wavelength_um: float | None, pixel_size_um: float | None, alpha: float, interval_h: float, out: str) -> None:
+    """Dry mass (pg) per object or per nucleus/cytoplasm from a phase map (or a time-lapse of them)."""
+    from .workflows.drymass import measure_dry_mass
+
+    result = measure_dry_mass(phase_map, out, labels=labels, nucleus_mask=nucleus_mask, cell_mask=cell_mask,
+                              wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, alpha_ml_per_g=alpha,
+                              interval_h=interval_h)
+    last = result.field_rows[-1]
+    click.echo(f"{len(result.field_rows)} frame(s); last: {last['objects']} objects, "
+               f"{last['dry_mass_pg']:.1f} pg, confluence {last['confluence']:.3f}")
+    for fit in result.growth:
+        if fit["object"] == "field":
+            click.echo(f"field doubling time {fit['doubling_time_h']:.3g} h "
+                       f"(95% CI {fit['doubling_time_ci_low_h']:.3g}–{fit['doubling_time_ci_high_h']:.3g} h)")
+    for path in result.files:
+        click.echo(f"wrote {path}")
+
+
 @cli.command()
 @click.option("--out", default="virtualstain-demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--data", type=click.Path(exists=True), help="Real data: a manifest, or ../shared/data (FRM set).")

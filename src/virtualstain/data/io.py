@@ -8,6 +8,8 @@ in µm and the channel names, atomically.
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -36,11 +38,15 @@ class ImageMeta:
         Lateral pixel size in µm, when the file records it.
     channel_names : list of str
         Channel names, when the file records them.
+    description : dict
+        Key/values that :func:`write_tiff` stored as JSON in the OME description
+        (e.g. ``wavelength_um`` and ``unit`` of a phase map); empty otherwise.
     """
 
     axes: str
     pixel_size_um: float | None = None
     channel_names: list[str] = field(default_factory=list)
+    description: dict = field(default_factory=dict)
 
 
 def _check_exists(path: Path) -> None:
@@ -48,6 +54,17 @@ def _check_exists(path: Path) -> None:
         raise UserError(f"{path}: file not found; check the path (manifest paths are relative to the CSV's folder)")
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not an image file; give the path of a .tif/.tiff/.png file")
+
+
+def _ome_description(tif: tifffile.TiffFile) -> dict:
+    match = re.search(r"<Description>(.*?)</Description>", tif.ome_metadata or "", re.S)
+    if not match:
+        return {}
+    try:
+        value = json.loads(html.unescape(match.group(1)))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _ome_meta(tif: tifffile.TiffFile) -> tuple[float | None, list[str]]:
@@ -110,6 +127,7 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
                 series = tif.series[0]
                 array = series.asarray()
                 axes = series.axes
+                description = _ome_description(tif) if tif.is_ome else {}
                 if tif.is_ome:
                     px, names = _ome_meta(tif)
                 else:
@@ -137,12 +155,12 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
         if array.ndim == 3:
             array = np.moveaxis(array, -1, 0)
             axes = "CYX"
-        px, names = None, []
+        px, names, description = None, [], {}
     else:
         raise UserError(f"{path}: unsupported file type {suffix!r}; convert it to TIFF (.tif) or PNG")
     if array.size == 0:
         raise UserError(f"{path}: the image is empty (shape {array.shape}); check the file")
-    return array, ImageMeta(axes=axes, pixel_size_um=px, channel_names=names)
+    return array, ImageMeta(axes=axes, pixel_size_um=px, channel_names=names, description=description)
 
 
 def to_channels_first(array: np.ndarray, meta: ImageMeta, spatial_dims: int, path: str | os.PathLike) -> np.ndarray:
@@ -233,8 +251,6 @@ def write_tiff(
             raise ValueError(f"{len(channel_names)} channel names for {array.shape[0]} channels")
         metadata["Channel"] = {"Name": list(channel_names)}
     if description:
-        import json
-
         metadata["Description"] = json.dumps(description)
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, array, ome=True, metadata=metadata, compression="zlib", photometric="minisblack")
