@@ -114,7 +114,9 @@ def tie_phase(stack: np.ndarray, z_um, *, wavelength_um: float, pixel_size_um: f
         Refractive index of the medium.
     solver : {"fft", "dct"}
         Periodic (FFT) or Neumann (DCT) boundaries. Real fields of view are not
-        periodic: prefer ``"dct"``.
+        periodic: prefer ``"dct"``, which assumes no intensity flux across the border
+        (objects inside the field; the error grows with the phase gradient of
+        objects cut by the border, as the FFT solver's does with a non-periodic background).
     regularization_per_um2 : float
         Tikhonov ε (µm⁻²), see :func:`solve_poisson`.
 
