@@ -306,16 +306,21 @@ def drymass(phase_map: str, labels: str | None, nucleus_mask: str | None, cell_m
 @click.option("--out", default="virtualstain-demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--data", type=click.Path(exists=True), help="Real data: a manifest, or ../shared/data (FRM set).")
 @click.option("--minutes", default=1.5, show_default=True, type=float, help="Training budget.")
-def demo(out: str, data: str | None, minutes: float) -> None:
+@click.option("--epochs", type=int, help="Train exactly this many epochs instead of --minutes (reproducible).")
+def demo(out: str, data: str | None, minutes: float, epochs: int | None) -> None:
     """Train on synthetic cells, predict, evaluate and write a short report (≈2 minutes on 2 CPU cores)."""
     from .workflows.demo import run_demo
 
-    summary = run_demo(out, data=data, minutes=minutes, progress=sys.stderr.isatty())
+    summary = run_demo(out, data=data, minutes=minutes, progress=sys.stderr.isatty(), epochs=epochs)
     for name, value in summary["test_pearson_r"].items():
         click.echo(f"test r [{name}]: {value:.3f}")
     for name, items in summary["verdicts"].items():
         for v in items:
             click.echo(f"{name} {v['readout']} [{v['status']}]: {v['text']}")
+    if summary["dry_mass"]:
+        d = summary["dry_mass"]
+        click.echo(f"dry mass of {d['matched_nuclei']} matched nuclei, virtual vs real: r = {d['nucleus_mass_r']:.3f}, "
+                   f"median error {100 * d['nucleus_mass_median_error']:+.1f} %")
     click.echo(f"report: {summary['report']} and {out}/report.md ({summary['total_seconds']} s)")
 
 
