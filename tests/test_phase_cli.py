@@ -188,3 +188,18 @@ def test_focus_on_the_sephace_brightfield_stack(data_dir):
     assert abs(int(optics.select_focus_planes(stack, 1, measure="normalized_variance", mode="min")[0]) - focus) <= 1
     # the fine detail peaks at focus while the overall bright-field contrast is lowest there
     assert int(optics.select_focus_planes(stack, 1, measure="normalized_variance", mode="max")[0]) in (0, 5)
+
+
+def test_focus_cli_picks_and_writes_planes(tmp_path, capsys, rng):
+    from scipy import ndimage
+
+    sharp = rng.random((48, 48))
+    stack = np.stack([ndimage.gaussian_filter(sharp, s) for s in (3.0, 1.0, 0.0, 2.0)]).astype(np.float32)
+    tifffile.imwrite(tmp_path / "z.tif", stack)
+    out = tmp_path / "best.tif"
+    assert main(["focus", str(tmp_path / "z.tif"), "--n", "2", "--out", str(out)]) == 0
+    assert "most in focus: 2, 1" in capsys.readouterr().out
+    written, meta = read_image(out)
+    assert np.array_equal(written, stack[[2, 1]]) and meta.description["planes"] == [2, 1]
+    assert main(["focus", str(tmp_path / "z.tif"), "--n", "9"]) == 2
+    assert "the stack has 4 planes" in capsys.readouterr().err

@@ -274,6 +274,25 @@ def phase_tie(stack: str, z_um: str, wavelength_um: float, pixel_size_um: float 
 
 
 @cli.command()
+@click.argument("stack", type=click.Path(dir_okay=False))
+@click.option("--n", "n_planes", default=1, show_default=True, type=int, help="How many planes to pick.")
+@click.option("--measure", default="haar", show_default=True, type=click.Choice(["haar", "normalized_variance"]),
+              help="haar: detail energy of a Haar wavelet transform (PICS); normalized_variance: var/mean.")
+@click.option("--mode", default="max", show_default=True, type=click.Choice(["max", "min"]),
+              help="max for fluorescence, phase and fine bright-field detail; min for the overall contrast of "
+                   "bright-field images of thin phase objects (lowest at focus).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the picked planes (best first) as a TIFF stack.")
+def focus(stack: str, n_planes: int, measure: str, mode: str, out: str | None) -> None:
+    """Rank the planes of a (Z, Y, X) stack by a focus measure and pick the N most in focus."""
+    from .workflows.phase import focus_planes
+
+    curve, picked = focus_planes(stack, n_planes, measure=measure, mode=mode, out=out)
+    for i, value in enumerate(curve):
+        click.echo(f"plane {i}\t{measure} {value:.6g}" + ("\t<- picked" if i in picked else ""))
+    click.echo(f"most in focus: {', '.join(str(int(i)) for i in picked)}" + (f"; wrote {out}" if out else ""))
+
+
+@cli.command()
 @click.argument("phase_map", metavar="PHASE", type=click.Path(dir_okay=False))
 @click.option("--labels", type=click.Path(dir_okay=False), help="Instance labels (or a 0/1 mask).")
 @click.option("--nucleus-mask", type=click.Path(dir_okay=False), help="Nuclei (mask or labels), with --cell-mask.")

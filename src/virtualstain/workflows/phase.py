@@ -15,7 +15,15 @@ import numpy as np
 
 from ..data.io import ImageMeta, check_finite, check_not_constant, read_image, write_tiff
 from ..errors import UserError
-from ..optics import four_frame_phase, hologram_phase, qlsi_phase, tie_phase, tie_phase_iterative
+from ..optics import (
+    focus_curve,
+    four_frame_phase,
+    hologram_phase,
+    qlsi_phase,
+    select_focus_planes,
+    tie_phase,
+    tie_phase_iterative,
+)
 
 
 def check_length_um(value: float | None, flag: str, *, low: float, high: float, required: bool = True) -> float | None:
@@ -141,3 +149,22 @@ def phase_from_tie(stack_path: str | os.PathLike, out: str | os.PathLike, *, z_u
         phase = tie_phase(stack, z_um, solver=solver, **kwargs)
     write_phase(out, phase, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, method=f"TIE ({solver})")
     return phase
+
+
+def focus_planes(stack_path: str | os.PathLike, n: int, *, measure: str = "haar", mode: str = "max",
+                 out: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Focus curve of a ``(Z, Y, X)`` stack and the ``n`` best planes (best first); optionally write them."""
+    array, meta = read_image(stack_path)
+    array = np.squeeze(array)
+    if array.ndim != 3:
+        raise UserError(f"{stack_path}: focus needs a z-stack (Z, Y, X), got shape {array.shape}")
+    check_finite(array.astype(np.float64), stack_path)
+    if not 1 <= n <= array.shape[0]:
+        raise UserError(f"--n {n}: the stack has {array.shape[0]} planes; choose 1..{array.shape[0]}")
+    curve = focus_curve(array, measure)
+    picked = select_focus_planes(array, n, measure=measure, mode=mode)
+    if out is not None:
+        write_tiff(out, array[picked].astype(np.float32), pixel_size_um=meta.pixel_size_um,
+                   channel_names=[f"plane {int(i)}" for i in picked],
+                   description={"source": str(stack_path), "planes": [int(i) for i in picked], "measure": measure})
+    return curve, picked
