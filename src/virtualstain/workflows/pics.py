@@ -1,8 +1,9 @@
 """PICS readout: dry mass of nuclei and cytoplasm on the phase map, from the real and from the virtual stain.
 
 For each field the nuclei are segmented in the real and in the virtual nuclear stain the same way;
-the cells are the foreground of the phase map itself (Otsu of the smoothed phase), so only the
-nucleus/cytoplasm split depends on the stain. The same compartment masses are computed with either
+the cells are the foreground of the phase map itself (the lowest of three Otsu classes — background,
+cytoplasm, nucleus — of the smoothed phase is background), so only the nucleus/cytoplasm split depends
+on the stain. The same compartment masses are computed with either
 nucleus mask, and matched nuclei (IoU ≥ 0.5) are compared one to one. No torch.
 """
 
@@ -10,11 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from skimage.filters import threshold_multiotsu
 from skimage.segmentation import relabel_sequential
 
 from ..analysis import match_objects, segment_nuclei
-from ..analysis.segmentation import smoothed_foreground
 from ..optics import DEFAULT_ALPHA_ML_PER_G, compartment_dry_mass, object_dry_mass
+
+
+def cell_foreground(phase: np.ndarray, smooth_px: float = 1.0) -> np.ndarray:
+    """Cells on a phase map: above the first of three Otsu thresholds (background | cytoplasm | nucleus)."""
+    smooth = ndimage.gaussian_filter(np.asarray(phase, np.float64), smooth_px)
+    if smooth.min() == smooth.max():
+        return np.zeros(smooth.shape, bool)
+    return smooth > threshold_multiotsu(smooth, classes=3)[0]
 
 
 def _field_masses(phase: np.ndarray, nuclei: np.ndarray, cells: np.ndarray, units: dict) -> dict:
@@ -53,8 +62,7 @@ def compartment_agreement(phases: list[np.ndarray], real_nuclei: list[np.ndarray
     units = dict(wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, alpha_ml_per_g=alpha_ml_per_g)
     fields, real_mass, virtual_mass = [], [], []
     for phase, real, virtual in zip(phases, real_nuclei, virtual_nuclei):
-        foreground = smoothed_foreground(phase, 1.0, None, "compartment_agreement")
-        cells = ndimage.label(foreground)[0] if foreground is not None else np.zeros(phase.shape, int)
+        cells = ndimage.label(cell_foreground(phase))[0]
         labels_real = segment_nuclei(real, pixel_size_um=pixel_size_um)
         labels_virtual = segment_nuclei(virtual, pixel_size_um=pixel_size_um)
         fields.append({"real": _field_masses(phase, labels_real, cells, units),
