@@ -124,13 +124,18 @@ def _growth_figure(path: Path, field_rows: list[dict], rows: list[dict], growth:
     if fit:
         tt = np.linspace(t.min(), t.max(), 100)
         ax_field.plot(tt, fit["mass0_pg"] * np.exp(fit["rate_per_h"] * tt), "-", color="tab:red",
-                      label=f"fit: doubling {fit['doubling_time_h']:.3g} h")
+                      label=f"fit: doubling {fit['doubling_time_h']:.3g} h "
+                            f"(95 % CI {fit['doubling_time_ci_low_h']:.3g}–{fit['doubling_time_ci_high_h']:.3g} h)")
     ax_field.set(xlabel="time (h)", ylabel="dry mass (pg)", title="whole field")
     ax_field.legend()
-    for label in sorted({r["label"] for r in rows}):
+    labels = sorted({r["label"] for r in rows})
+    for label in labels:
         own = [r for r in rows if r["label"] == label]
-        ax_obj.plot([r["time_h"] for r in own], [r["dry_mass_pg"] for r in own], "-", lw=0.8, alpha=0.7)
+        ax_obj.plot([r["time_h"] for r in own], [r["dry_mass_pg"] for r in own], "-", lw=0.8, alpha=0.7,
+                    label=f"object {label}")
     ax_obj.set(xlabel="time (h)", ylabel="dry mass (pg)", title="per object", yscale="log")
+    if len(labels) <= 10:
+        ax_obj.legend(fontsize="small")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
