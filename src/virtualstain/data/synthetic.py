@@ -13,7 +13,6 @@ Used by ``virtualstain demo`` and by the fast tests. Arrays are channels-first.
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._atomic import write_csv_atomic
 from .io import write_tiff
 
 TARGET_NAMES = ("nuclei", "membrane")
@@ -175,9 +175,4 @@ def write_dataset(folder: str | os.PathLike, n_fields: int = 4, shape: tuple[int
         if splits:
             row["split"] = splits[i]
         rows.append(row)
-    manifest = folder / "manifest.csv"
-    with open(manifest, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+    return write_csv_atomic(folder / "manifest.csv", rows, list(rows[0].keys()))

@@ -43,7 +43,7 @@ def mask_dry_mass(phase_rad: np.ndarray, mask: np.ndarray, *, wavelength_um: flo
     return float(sigma[np.asarray(mask, bool)].sum() * pixel_size_um ** 2)
 
 
-def _as_labels(mask_or_labels: np.ndarray) -> np.ndarray:
+def as_labels(mask_or_labels: np.ndarray) -> np.ndarray:
     """Integer labels as given, or the 8-connected components of a boolean/0-1 mask."""
     array = np.asarray(mask_or_labels)
     if array.dtype == bool or (np.issubdtype(array.dtype, np.integer) and array.max(initial=0) <= 1):
@@ -71,7 +71,7 @@ def object_dry_mass(phase_rad: np.ndarray, labels: np.ndarray, *, wavelength_um:
         Keys ``label, area_um2, dry_mass_pg, mean_density_pg_per_um2, mean_phase_rad,
         centroid_y_um, centroid_x_um``.
     """
-    labels = _as_labels(labels)
+    labels = as_labels(labels)
     if labels.shape != np.shape(phase_rad):
         raise ValueError(f"labels shape {labels.shape} differs from phase shape {np.shape(phase_rad)}")
     ids = np.unique(labels[labels > 0])
@@ -134,7 +134,7 @@ def compartment_dry_mass(phase_rad: np.ndarray, nucleus_mask: np.ndarray, cell_m
         exactly nucleus + cytoplasm mass.
     """
     phase = np.asarray(phase_rad, dtype=float)
-    cells = _as_labels(cell_mask)
+    cells = as_labels(cell_mask)
     nucleus = np.asarray(nucleus_mask) > 0
     for name, array in (("nucleus mask", nucleus), ("cell mask", cells)):
         if array.shape != phase.shape:

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from .drymass import as_labels, confluence, object_dry_mass
+
 
 @dataclass
 class GrowthFit:
@@ -94,8 +96,6 @@ def mass_curves(phase_stack: np.ndarray, labels: np.ndarray, times_h: np.ndarray
     field_rows : list of dict
         Per frame: ``frame, time_h, dry_mass_pg`` (all labelled pixels), ``objects``, ``confluence``.
     """
-    from .drymass import _as_labels, confluence, object_dry_mass
-
     phase_stack = np.asarray(phase_stack, dtype=float)
     labels = np.asarray(labels)
     if labels.ndim == 2:
@@ -106,7 +106,7 @@ def mass_curves(phase_stack: np.ndarray, labels: np.ndarray, times_h: np.ndarray
         raise ValueError(f"{len(times_h)} times for {len(phase_stack)} frames")
     object_rows, field_rows = [], []
     for frame, (phase, lab, t) in enumerate(zip(phase_stack, labels, times_h)):
-        lab = _as_labels(lab)
+        lab = as_labels(lab)
         rows = object_dry_mass(phase, lab, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um,
                                alpha_ml_per_g=alpha_ml_per_g)
         object_rows += [{"frame": frame, "time_h": float(t), **row} for row in rows]

@@ -13,7 +13,6 @@ Everything is computed and checked before anything is written, so bad input neve
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, ensure_writable_dir, write_text_atomic
+from .._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
 from ..analysis.features import FEATURES, feature_correlations
 from ..analysis.readouts import READOUTS, ObjectReadout, object_readout, readout_for
 from ..data.io import TIFF_SUFFIXES, channels_first_by_axes, read_image
@@ -359,12 +358,8 @@ def write_evaluation(evaluation: Evaluation, out: str | os.PathLike, *, report: 
                      title: str = "virtualstain evaluation") -> Path:
     """Write ``metrics.csv``, ``summary.json`` and (with ``report``) ``report.html`` into ``out``, atomically."""
     folder = ensure_writable_dir(out)
-    with atomic_path(folder / "metrics.csv") as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            extra = [k for k in dict.fromkeys(k for r in evaluation.rows for k in r) if k not in COLUMNS]
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS + extra, restval="")
-            writer.writeheader()
-            writer.writerows(evaluation.rows)
+    extra = [k for k in dict.fromkeys(k for r in evaluation.rows for k in r) if k not in COLUMNS]
+    write_csv_atomic(folder / "metrics.csv", evaluation.rows, COLUMNS + extra)
     write_text_atomic(folder / "summary.json", json.dumps(_json_safe(evaluation.summary), indent=2, ensure_ascii=False))
     if report:
         write_text_atomic(folder / "report.html", render_report(evaluation, title))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, ensure_writable_dir, write_text_atomic
+from .._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
 from ..data.samples import Sample, read_manifest
 from ..data.splits import Region, SplitPlan, plan_splits
 from ..errors import UserError
@@ -90,11 +90,7 @@ def _read_done(path: Path) -> list[dict]:
 
 
 def _write_table(path: Path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=STUDY_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+    write_csv_atomic(path, rows, STUDY_COLUMNS)
 
 
 def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config: TrainConfig | None = None, *,

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import yaml
 
-from .._atomic import atomic_path, ensure_writable_dir, write_text_atomic
+from .._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
 from ..data.io import write_tiff
 from ..data.normalization import Normalizer
 from ..data.patches import PatchSampler, fit_patch_size
@@ -189,12 +189,7 @@ def _merge_log_segments(run: Path) -> None:
         if path.exists():
             with open(path, newline="") as fh:
                 rows += list(csv.DictReader(fh))
-    columns = sorted({k for r in rows for k in r})
-    with atomic_path(folder / "metrics.csv") as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
+    write_csv_atomic(folder / "metrics.csv", rows, sorted({k for r in rows for k in r}))
     for path in segments:
         path.unlink()
 
