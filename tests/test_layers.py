@@ -10,6 +10,6 @@ def test_data_metrics_analysis_optics_and_report_do_not_import_torch():
             "import virtualstain.data.normalization, virtualstain.data.patches, virtualstain.data.synthetic\n"
             "import virtualstain.metrics, virtualstain.analysis, virtualstain.report.html, virtualstain.report.study\n"
             "import virtualstain.optics, virtualstain.workflows.phase, virtualstain.workflows.drymass\n"
-            "import virtualstain.workflows.pics\n"
+            "import virtualstain.workflows.pics, virtualstain.workflows.simulate\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -293,6 +293,31 @@ def focus(stack: str, n_planes: int, measure: str, mode: str, out: str | None) -
 
 
 @cli.command()
+@click.argument("phases", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for lr/, hr/ and manifest.csv.")
+@click.option("--synthetic", default=0, show_default=True, type=int, help="Also simulate N synthetic cell fields.")
+@click.option("--defocus-um", default="4", show_default=True, help="z in µm: one value, Z1:Z2 (1 µm steps) or Z1:Z2:STEP.")
+@click.option("--coherence", default="0", show_default=True, help="S = NA_cond/NA_obj: one value, S1:S2 (0.1 steps) "
+              "or S1:S2:STEP.")
+@click.option("--binning", default=4, show_default=True, type=int, help="Camera binning k (super-resolution factor).")
+@click.option("--noise", default=0.01, show_default=True, type=float, help="Gaussian noise σ (empty field = 1).")
+@click.option("--wavelength-um", type=float, required=True, help="Illumination wavelength, µm.")
+@click.option("--pixel-size-um", type=float, required=True, help="Pixel size of the high-resolution phase maps, µm.")
+@click.option("--na", type=float, required=True, help="Objective numerical aperture.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the noise and synthetic cells.")
+def simulate(phases: tuple[str, ...], out: str, synthetic: int, defocus_um: str, coherence: str, binning: int,
+             noise: float, wavelength_um: float, pixel_size_um: float, na: float, seed: int) -> None:
+    """Low-resolution bright-field / high-resolution phase training pairs from phase maps (DL-SRQPI)."""
+    from .workflows.simulate import SimulationSettings, parse_values, simulate_pairs
+
+    settings = SimulationSettings(
+        wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, na=na, binning=binning, noise=noise, seed=seed,
+        defocus_um=parse_values(defocus_um, "--defocus-um", 1.0), coherence=parse_values(coherence, "--coherence", 0.1))
+    result = simulate_pairs(phases, out, settings, synthetic=synthetic)
+    click.echo(f"{len(result.pairs)} pairs → {result.manifest}")
+
+
+@cli.command()
 @click.argument("phase_map", metavar="PHASE", type=click.Path(dir_okay=False))
 @click.option("--labels", type=click.Path(dir_okay=False), help="Instance labels (or a 0/1 mask).")
 @click.option("--nucleus-mask", type=click.Path(dir_okay=False), help="Nuclei (mask or labels), with --cell-mask.")

@@ -1,0 +1,189 @@
+"""``virtualstain simulate``: DL-SRQPI training pairs from high-resolution phase maps (no torch).
+
+Each phase map is imaged as a bright-field intensity by the optics forward model (Abbe,
+partially coherent, defocus z, objective NA), corrupted by Gaussian noise and binned k×, as in
+DL-SRQPI (noise, then binning). For every phase map and every (z, S) the pair is written as
+``DIR/lr/NAME.tif`` (the low-resolution intensity, pixel size k·P) and ``DIR/hr/NAME.tif`` (the
+phase in radians, pixel size P, cropped to a multiple of k), with the parameters in each file's
+metadata, plus ``DIR/manifest.csv`` (one group per phase map, so that a split by group tests on
+cells never seen in training) and ``DIR/simulation.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
+from ..data.io import write_tiff
+from ..data.synthetic import make_field
+from ..errors import UserError
+from ..optics import add_gaussian_noise, bin_pixels, brightfield_intensity
+from .phase import check_pixel_size_um, check_wavelength_um, read_plane, write_phase
+
+MANIFEST_COLUMNS = ["input", "target", "group", "pixel_size_um"]
+
+
+@dataclass
+class SimulationSettings:
+    """Optics and camera of the simulated microscope (lengths in µm).
+
+    Attributes
+    ----------
+    wavelength_um, pixel_size_um : float
+        Illumination wavelength; pixel size of the high-resolution phase maps.
+    na : float
+        Objective numerical aperture.
+    defocus_um, coherence : list of float
+        Every combination of defocus z and coherence S = NA_cond/NA_obj is simulated.
+    binning : int
+        Camera binning k (the super-resolution factor).
+    noise : float
+        σ of the Gaussian noise added to the intensity (empty field = 1) before binning.
+    medium_index : float
+        Refractive index of the medium.
+    seed : int
+        Seed of the noise (and of the synthetic cells).
+    """
+
+    wavelength_um: float
+    pixel_size_um: float
+    na: float
+    defocus_um: list[float] = field(default_factory=lambda: [4.0])
+    coherence: list[float] = field(default_factory=lambda: [0.0])
+    binning: int = 4
+    noise: float = 0.01
+    medium_index: float = 1.0
+    seed: int = 0
+
+
+def parse_values(text: str, flag: str, step: float) -> list[float]:
+    """``"4"`` → [4]; ``"1:13"`` → 1, 1+step, …, 13; ``"0:0.4:0.1"`` gives the step explicitly."""
+    try:
+        parts = [float(p) for p in str(text).split(":")]
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: give a number, START:STOP or START:STOP:STEP") from None
+    if len(parts) == 1:
+        return parts
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] <= 0) or parts[1] < parts[0]:
+        raise UserError(f"{flag} {text!r}: give START:STOP[:STEP] with STOP ≥ START and a positive STEP")
+    start, stop = parts[0], parts[1]
+    step = parts[2] if len(parts) == 3 else step
+    count = int(np.floor((stop - start) / step + 1e-9)) + 1
+    return [round(start + i * step, 10) for i in range(count)]
+
+
+def simulate_intensity(phase_rad: np.ndarray, *, defocus_um: float, coherence: float, settings: SimulationSettings,
+                       rng: np.random.Generator) -> np.ndarray:
+    """The low-resolution intensity of one phase map: Abbe image at ``defocus_um``, noise, k× binning.
+
+    ``phase_rad`` must be a multiple of ``settings.binning`` in Y and X (see :func:`crop_to_multiple`).
+    """
+    intensity = brightfield_intensity(phase_rad, z_um=defocus_um, wavelength_um=settings.wavelength_um,
+                                      pixel_size_um=settings.pixel_size_um, na_obj=settings.na, coherence=coherence,
+                                      medium_index=settings.medium_index, padding="reflect")
+    if settings.noise > 0:
+        intensity = add_gaussian_noise(intensity, settings.noise, rng)
+    return bin_pixels(intensity, settings.binning)
+
+
+#: Typical radius of a synthetic cell, µm (adherent mammalian cells are 5–15 µm across their radius).
+SYNTHETIC_CELL_RADIUS_UM = 8.0
+
+
+def synthetic_cell_radius_px(pixel_size_um: float) -> float:
+    """Synthetic cells of :data:`SYNTHETIC_CELL_RADIUS_UM` at this pixel size, kept within 8–60 px."""
+    return float(np.clip(SYNTHETIC_CELL_RADIUS_UM / pixel_size_um, 8.0, 60.0))
+
+
+def crop_to_multiple(image: np.ndarray, k: int) -> np.ndarray:
+    """Crop the bottom/right so that Y and X are multiples of ``k``."""
+    ny, nx = (image.shape[-2] // k) * k, (image.shape[-1] // k) * k
+    if ny == 0 or nx == 0:
+        raise UserError(f"a {image.shape[-2]}×{image.shape[-1]} phase map is smaller than the {k}× binning")
+    return image[..., :ny, :nx]
+
+
+def _check(settings: SimulationSettings) -> None:
+    check_wavelength_um(settings.wavelength_um)
+    check_pixel_size_um(settings.pixel_size_um)
+    if not 0 < settings.na <= settings.medium_index:
+        raise UserError(f"--na {settings.na}: the objective NA must be in (0, {settings.medium_index}]")
+    if any(not 0 <= s <= 1 for s in settings.coherence):
+        raise UserError(f"--coherence {settings.coherence}: S = NA_cond/NA_obj must be in [0, 1]")
+    if settings.binning < 1:
+        raise UserError(f"--binning {settings.binning} must be a positive integer")
+    if settings.noise < 0:
+        raise UserError(f"--noise {settings.noise} must be ≥ 0")
+
+
+@dataclass
+class Simulation:
+    """What :func:`simulate_pairs` wrote: the manifest and one entry per pair."""
+
+    manifest: Path
+    pairs: list[dict] = field(default_factory=list)
+
+
+def simulate_pairs(phase_files: Sequence[str | os.PathLike], out: str | os.PathLike, settings: SimulationSettings, *,
+                   synthetic: int = 0, synthetic_shape: tuple[int, int] = (512, 512)) -> Simulation:
+    """Write low-resolution intensity / high-resolution phase pairs and their manifest.
+
+    Parameters
+    ----------
+    phase_files : sequence of path-like
+        Phase maps in radians (e.g. from ``virtualstain phase``); 2D.
+    out : path-like
+        Output folder (``lr/``, ``hr/``, ``manifest.csv``, ``simulation.json``).
+    settings : SimulationSettings
+        Optics and camera.
+    synthetic : int
+        Also simulate this many synthetic cell fields (noise-free phase of the synthetic generator).
+    synthetic_shape : (int, int)
+        Size of the synthetic fields, px.
+
+    Returns
+    -------
+    Simulation
+    """
+    _check(settings)
+    if not phase_files and synthetic <= 0:
+        raise UserError("give phase maps (PHASE.tif …) or --synthetic N")
+    sources: list[tuple[str, np.ndarray]] = []
+    for path in phase_files:
+        phase, _ = read_plane(path, "phase map")
+        sources.append((Path(path).stem, phase))
+    for i in range(synthetic):
+        cells = make_field(synthetic_shape, seed=settings.seed + 1000 + i, modality="phase", noise=0.0,
+                           cell_radius_px=synthetic_cell_radius_px(settings.pixel_size_um))
+        sources.append((f"synthetic{i:03d}", cells.input[0].astype(np.float64)))
+    k = settings.binning
+    folder = ensure_writable_dir(out)
+    rng = np.random.default_rng(settings.seed)
+    result = Simulation(manifest=folder / "manifest.csv")
+    rows = []
+    for stem, phase in sources:
+        phase = crop_to_multiple(phase, k)
+        for z in settings.defocus_um:
+            for s in settings.coherence:
+                name = f"{stem}_z{z:g}_s{s:g}.tif"
+                low = simulate_intensity(phase, defocus_um=z, coherence=s, settings=settings, rng=rng)
+                params = {"defocus_um": z, "coherence": s, "binning": k, "noise": settings.noise,
+                          "na": settings.na, "wavelength_um": settings.wavelength_um, "source": stem}
+                write_tiff(folder / "lr" / name, low[None], pixel_size_um=settings.pixel_size_um * k,
+                           channel_names=["brightfield"], description={"quantity": "intensity", **params})
+                write_phase(folder / "hr" / name, phase, wavelength_um=settings.wavelength_um,
+                            pixel_size_um=settings.pixel_size_um, method="simulation ground truth")
+                rows.append({"input": f"lr/{name}", "target": f"hr/{name}", "group": stem,
+                             "pixel_size_um": settings.pixel_size_um * k})
+                result.pairs.append({"name": name, "lr_shape": list(low.shape), "hr_shape": list(phase.shape),
+                                     **params})
+    write_text_atomic(folder / "simulation.json", json.dumps({"settings": asdict(settings), "pairs": result.pairs},
+                                                              indent=2))
+    write_csv_atomic(result.manifest, rows, MANIFEST_COLUMNS)
+    return result

@@ -1,0 +1,73 @@
+"""`virtualstain simulate`: DL-SRQPI training pairs reproduce the optics module exactly."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from virtualstain import optics
+from virtualstain.cli import main
+from virtualstain.data.io import read_image
+from virtualstain.errors import UserError
+from virtualstain.workflows.phase import write_phase
+from virtualstain.workflows.simulate import SimulationSettings, parse_values, simulate_intensity
+
+
+def _phase(n=64):
+    return optics.sphere_phase((n, n), radius_um=3.0, delta_n=0.03, wavelength_um=0.55, pixel_size_um=0.2)
+
+
+def test_simulated_intensity_is_the_optics_forward_model_binned():
+    phase = _phase()
+    settings = SimulationSettings(wavelength_um=0.55, pixel_size_um=0.2, na=0.4, noise=0.0, binning=4)
+    low = simulate_intensity(phase, defocus_um=3.0, coherence=0.2, settings=settings, rng=np.random.default_rng(0))
+    expected = optics.bin_pixels(optics.brightfield_intensity(phase, z_um=3.0, wavelength_um=0.55, pixel_size_um=0.2,
+                                                              na_obj=0.4, coherence=0.2, padding="reflect"), 4)
+    assert low.shape == (16, 16) and np.array_equal(low, expected)
+    noisy = simulate_intensity(phase, defocus_um=3.0, coherence=0.2, rng=np.random.default_rng(0),
+                               settings=SimulationSettings(wavelength_um=0.55, pixel_size_um=0.2, na=0.4, noise=0.05))
+    assert np.std(noisy - low) == pytest.approx(0.05 / 4, rel=0.25)  # noise before binning: σ/k after
+
+
+def test_parse_values_gives_single_values_and_ranges():
+    assert parse_values("4", "--defocus-um", 1.0) == [4.0]
+    assert parse_values("1:13", "--defocus-um", 1.0) == [float(z) for z in range(1, 14)]
+    assert parse_values("0:0.4", "--coherence", 0.1) == [0.0, 0.1, 0.2, 0.3, 0.4]
+    assert parse_values("2:4:0.5", "--defocus-um", 1.0) == [2.0, 2.5, 3.0, 3.5, 4.0]
+    with pytest.raises(UserError, match="STOP ≥ START"):
+        parse_values("4:1", "--defocus-um", 1.0)
+
+
+def test_simulate_cli_writes_pairs_manifest_and_metadata(tmp_path, capsys):
+    write_phase(tmp_path / "cell.tif", _phase(66), wavelength_um=0.55, pixel_size_um=0.2, method="test")
+    out = tmp_path / "sim"
+    assert main(["simulate", str(tmp_path / "cell.tif"), "--synthetic", "1", "--out", str(out), "--defocus-um", "1:2",
+                 "--coherence", "0:0.1", "--wavelength-um", "0.55", "--pixel-size-um", "0.2", "--na", "0.4"]) == 0
+    assert "8 pairs" in capsys.readouterr().out  # 2 phase maps × 2 z × 2 S
+    with open(out / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 8 and {r["group"] for r in rows} == {"cell", "synthetic000"}
+    assert all(float(r["pixel_size_um"]) == pytest.approx(0.8) for r in rows)
+    low, low_meta = read_image(out / rows[0]["input"])
+    high, high_meta = read_image(out / rows[0]["target"])
+    assert high.shape == (64, 64) and low.shape == (16, 16)  # 66 px cropped to a multiple of 4
+    assert low_meta.pixel_size_um == pytest.approx(0.8) and high_meta.pixel_size_um == pytest.approx(0.2)
+    assert low_meta.description["defocus_um"] == 1.0 and low_meta.description["binning"] == 4
+    assert high_meta.description["unit"] == "rad"
+    log = json.loads((out / "simulation.json").read_text())
+    assert log["settings"]["na"] == 0.4 and len(log["pairs"]) == 8
+
+
+def test_simulate_refuses_bad_settings_before_writing(tmp_path, capsys):
+    base = ["--wavelength-um", "0.55", "--pixel-size-um", "0.2", "--out", str(tmp_path / "sim"), "--synthetic", "1"]
+    assert main(["simulate", *base, "--na", "0.4", "--coherence", "1.5"]) == 2
+    assert "S = NA_cond/NA_obj must be in [0, 1]" in capsys.readouterr().err
+    assert main(["simulate", *base, "--na", "1.4"]) == 2
+    assert "the objective NA must be in (0, 1.0]" in capsys.readouterr().err
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 8, 8), np.float32) + np.arange(3)[:, None, None])
+    assert main(["simulate", str(tmp_path / "stack.tif"), "--wavelength-um", "0.55", "--pixel-size-um", "0.2", "--na",
+                 "0.4", "--out", str(tmp_path / "sim")]) == 2
+    assert "the phase map must be one 2D image" in capsys.readouterr().err
+    assert not (tmp_path / "sim").exists()
