@@ -37,7 +37,8 @@ def test_residual_adds_input_or_projection():
 
 
 def test_registry_refuses_unknown_names_and_fields():
-    with pytest.raises(UserError, match=r"model.architecture 'resnet' is not known; choose one of \['fnet', 'pics', 'unet'\]"):
+    known = r"\['fnet', 'pics', 'sr_unet', 'srcnn', 'unet'\]"
+    with pytest.raises(UserError, match=r"model.architecture 'resnet' is not known; choose one of " + known):
         make_config("resnet", 1, 1)
     with pytest.raises(UserError, match=r"unknown setting\(s\) \['widht'\]"):
         make_config("pics", 1, 1, widht=3)

@@ -9,10 +9,16 @@ import tifffile
 
 from virtualstain import optics
 from virtualstain.cli import main
-from virtualstain.data.io import read_image
+from virtualstain.data.io import read_image, write_tiff
 from virtualstain.errors import UserError
 from virtualstain.workflows.phase import write_phase
-from virtualstain.workflows.simulate import SimulationSettings, parse_values, simulate_intensity
+from virtualstain.workflows.simulate import (
+    SimulationSettings,
+    parse_values,
+    read_phase_map,
+    simulate_intensity,
+    synthetic_phase,
+)
 
 
 def _phase(n=64):
@@ -48,8 +54,8 @@ def test_simulate_cli_writes_pairs_manifest_and_metadata(tmp_path, capsys):
     assert "8 pairs" in capsys.readouterr().out  # 2 phase maps × 2 z × 2 S
     with open(out / "manifest.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 8 and {r["group"] for r in rows} == {"cell", "synthetic000"}
-    assert all(float(r["pixel_size_um"]) == pytest.approx(0.8) for r in rows)
+    assert len(rows) == 8 and {r["group"] for r in rows} == {"cell", "synthetic0_000"}
+    assert all(float(r["pixel_size_um"]) == pytest.approx(0.8) and r["scale"] == "4" for r in rows)
     low, low_meta = read_image(out / rows[0]["input"])
     high, high_meta = read_image(out / rows[0]["target"])
     assert high.shape == (64, 64) and low.shape == (16, 16)  # 66 px cropped to a multiple of 4
@@ -71,3 +77,19 @@ def test_simulate_refuses_bad_settings_before_writing(tmp_path, capsys):
                  "0.4", "--out", str(tmp_path / "sim")]) == 2
     assert "the phase map must be one 2D image" in capsys.readouterr().err
     assert not (tmp_path / "sim").exists()
+
+
+def test_phase_maps_are_resampled_to_the_simulation_pixel_size_and_synthetic_cells_differ_by_seed(tmp_path):
+    phase = _phase(128)  # 0.2 µm pixels
+    write_phase(tmp_path / "fine.tif", phase, wavelength_um=0.55, pixel_size_um=0.2, method="test")
+    coarse = read_phase_map(tmp_path / "fine.tif", pixel_size_um=0.4)
+    assert coarse.shape == (64, 64)
+    # the integrated phase (a dry-mass proxy) is kept: Σφ·area
+    assert coarse.sum() * 0.4 ** 2 == pytest.approx(phase.sum() * 0.2 ** 2, rel=1e-3)
+    write_tiff(tmp_path / "deg.tif", phase[None], pixel_size_um=0.2, description={"unit": "deg"})
+    with pytest.raises(UserError, match="the phase map is in 'deg'; give phase in radians"):
+        read_phase_map(tmp_path / "deg.tif", 0.2)
+    a, b = (SimulationSettings(wavelength_um=0.55, pixel_size_um=0.65, na=0.25, seed=seed) for seed in (0, 1))
+    assert np.array_equal(synthetic_phase(3, a, (64, 64)), synthetic_phase(3, a, (64, 64)))
+    assert not np.allclose(synthetic_phase(1, a, (64, 64)), synthetic_phase(0, b, (64, 64)))
+    assert not np.allclose(synthetic_phase(0, a, (64, 64)), synthetic_phase(1, a, (64, 64)))

@@ -313,7 +313,7 @@ def simulate(phases: tuple[str, ...], out: str, synthetic: int, defocus_um: str,
     settings = SimulationSettings(
         wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, na=na, binning=binning, noise=noise, seed=seed,
         defocus_um=parse_values(defocus_um, "--defocus-um", 1.0), coherence=parse_values(coherence, "--coherence", 0.1))
-    result = simulate_pairs(phases, out, settings, synthetic=synthetic)
+    result = simulate_pairs(phases, out, settings, synthetic=synthetic, progress=True)
     click.echo(f"{len(result.pairs)} pairs → {result.manifest}")
 
 

@@ -1,4 +1,8 @@
-"""Random N-D patch sampling inside split regions, with a signal filter and augmentation."""
+"""Random N-D patch sampling inside split regions, with a signal filter and augmentation.
+
+For super-resolution pairs (``scale`` k) an input patch of p pixels is paired with the target
+patch of k·p pixels covering the same field; regions and patch sizes are in input pixels.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import numpy as np
 from skimage.filters import threshold_otsu
 
 from ..errors import UserError
-from .splits import Region
+from .splits import Region, scale_slices
 
 
 def signal_thresholds(targets: Sequence[np.ndarray]) -> np.ndarray:
@@ -68,11 +72,13 @@ class PatchSampler:
         channel's Otsu threshold (any channel); 0 disables the filter.
     augment : bool
         Random flips and 90° rotations in YX.
+    scale : int
+        Targets are ``scale``× larger than inputs in Y and X.
     """
 
     def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], regions: Sequence[Region],
                  patch_size: Sequence[int], min_signal_fraction: float = 0.0, augment: bool = True,
-                 max_tries: int = 20):
+                 max_tries: int = 20, scale: int = 1):
         if not regions:
             raise UserError("no training regions to sample patches from; check the split settings")
         self.inputs, self.targets, self.regions = inputs, targets, list(regions)
@@ -89,7 +95,8 @@ class PatchSampler:
         self.min_signal_fraction = float(min_signal_fraction)
         self.augment = augment
         self.max_tries = max_tries
-        self.thresholds = (signal_thresholds([targets[r.sample][r.slices()] for r in self.regions])
+        self.scale = int(scale)
+        self.thresholds = (signal_thresholds([targets[r.sample][r.slices(self.scale)] for r in self.regions])
                            if self.min_signal_fraction > 0 else None)
 
     def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +104,7 @@ class PatchSampler:
         size = self.patch_size
         starts = [int(rng.integers(a, b - p + 1)) for (a, b), p in zip(region.bounds, size)]
         sl = (slice(None),) + tuple(slice(s, s + p) for s, p in zip(starts, size))
-        return self.inputs[region.sample][sl], self.targets[region.sample][sl]
+        return self.inputs[region.sample][sl], self.targets[region.sample][scale_slices(sl, self.scale)]
 
     def _has_signal(self, y: np.ndarray) -> bool:
         shape = (-1,) + (1,) * (y.ndim - 1)

@@ -7,7 +7,9 @@ A manifest is a CSV with one row per field of view and the columns
 ``input_channels``  optional indices of channels/planes of ``input`` to use, e.g. ``0,3``;
 ``split``           optional ``train``/``val``/``test``;
 ``group``           optional well or field id; rows of one group always share a split;
-``pixel_size_um``   optional lateral pixel size in µm.
+``pixel_size_um``   optional lateral pixel size of the **input** in µm;
+``scale``           optional integer k ≥ 1: the target is k× larger than the input in Y and X
+                    (super-resolution, e.g. DL-SRQPI's 4×-binned intensity → phase); default 1.
 
 Arrays are arranged channels-first: ``(C, Y, X)`` for 2D, ``(C, Z, Y, X)`` for 3D.
 """
@@ -23,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .io import check_finite, check_not_constant, read_image, to_channels_first
+from .io import ImageMeta, check_finite, check_not_constant, read_image, to_channels_first
 
 SPLITS = ("train", "val", "test")
-KNOWN_COLUMNS = {"input", "target", "input_channels", "split", "group", "pixel_size_um"}
+KNOWN_COLUMNS = {"input", "target", "input_channels", "split", "group", "pixel_size_um", "scale"}
 
 
 @dataclass
@@ -40,15 +42,21 @@ class Sample:
     input : numpy.ndarray
         ``(C_in, Y, X)`` or ``(C_in, Z, Y, X)`` float32 image.
     target : numpy.ndarray
-        ``(C_out, ...)`` float32 image with the same spatial shape.
+        ``(C_out, ...)`` float32 image with the same spatial shape, or ``scale``× larger in Y and X.
     split : str or None
         ``"train"``, ``"val"``, ``"test"`` or None (decided later).
     group : str
         Rows of one group share a split.
     pixel_size_um : float or None
-        Lateral pixel size in µm.
+        Lateral pixel size of the input in µm (the target's is ``pixel_size_um / scale``).
     source : str
         Where the sample came from (for error messages).
+    scale : int
+        Target pixels per input pixel along Y and X.
+    input_description : dict
+        The input file's metadata (e.g. ``binning``, ``defocus_um`` of a simulated image).
+    input_channel_names, target_channel_names : list of str
+        Channel names stored in the files (empty when a file has none).
     """
 
     name: str
@@ -61,6 +69,10 @@ class Sample:
     input_paths: list[str] = field(default_factory=list)
     target_paths: list[str] = field(default_factory=list)
     input_channels: list[int] | None = None
+    scale: int = 1
+    input_description: dict = field(default_factory=dict)
+    input_channel_names: list[str] = field(default_factory=list)
+    target_channel_names: list[str] = field(default_factory=list)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -94,8 +106,8 @@ def select_channels(array: np.ndarray, channels: list[int] | None, path: str | o
 
 
 def load_input(path: str | os.PathLike, spatial_dims: int, channels: list[int] | None,
-               selected_names: list[str] | None = None) -> tuple[np.ndarray, float | None]:
-    """Read an input image as float32 channels-first, validated (finite, not constant).
+               selected_names: list[str] | None = None) -> tuple[np.ndarray, ImageMeta]:
+    """Read an input image as float32 channels-first, validated (finite, not constant), with its metadata.
 
     ``channels`` are picked from the file, unless the file's channel names already equal
     ``selected_names`` (a file written with exactly the model's input channels, e.g. ``RUN/test/input``).
@@ -107,33 +119,65 @@ def load_input(path: str | os.PathLike, spatial_dims: int, channels: list[int] |
     array = select_channels(array, channels, path).astype(np.float32, copy=False)
     check_finite(array, path)
     check_not_constant(array, path, "input image")
-    return array, meta.pixel_size_um
+    return array, meta
 
 
-def load_target(paths: list[str | os.PathLike], spatial_dims: int) -> np.ndarray:
-    """Read one or several target images and stack their channels (float32)."""
-    parts = []
+def load_target(paths: list[str | os.PathLike], spatial_dims: int) -> tuple[np.ndarray, list[str]]:
+    """Read one or several target images and stack their channels (float32).
+
+    Returns the stacked array and the files' channel names (empty unless every file names its channels).
+    """
+    parts, names = [], []
     for p in paths:
         array, meta = read_image(p)
         array = to_channels_first(array, meta, spatial_dims, p).astype(np.float32, copy=False)
         check_finite(array, p)
         parts.append((p, array))
+        names.append(meta.channel_names if len(meta.channel_names) == array.shape[0] else [])
     shapes = {a.shape[1:] for _, a in parts}
     if len(shapes) > 1:
         desc = ", ".join(f"{p} {a.shape[1:]}" for p, a in parts)
         raise UserError(f"target files differ in shape: {desc}; all stains of a row must be co-registered images of one size")
-    return np.concatenate([a for _, a in parts], axis=0)
+    all_named = all(names)
+    return np.concatenate([a for _, a in parts], axis=0), [n for group in names for n in group] if all_named else []
+
+
+def expected_target_shape(input_spatial: tuple[int, ...], scale: int) -> tuple[int, ...]:
+    """Spatial shape of the target of an input: Y and X times ``scale``, Z unchanged."""
+    return tuple(input_spatial[:-2]) + tuple(n * scale for n in input_spatial[-2:])
 
 
 def check_pair(sample: Sample) -> None:
-    """Check that input and target of a sample have the same spatial shape."""
-    if sample.input.shape[1:] != sample.target.shape[1:]:
-        raise UserError(
-            f"input {sample.input_paths[0] if sample.input_paths else sample.source} has spatial shape "
-            f"{sample.input.shape[1:]} but target {';'.join(sample.target_paths) or sample.source} has "
-            f"{sample.target.shape[1:]}; the pair must be co-registered images of the same size "
-            "(for 2D models, stacks become channels: check input_channels)"
-        )
+    """Check that the target's spatial shape is the input's (times ``scale`` in Y and X)."""
+    got, want = sample.target.shape[1:], expected_target_shape(sample.input.shape[1:], sample.scale)
+    if got == want:
+        return
+    where_in = sample.input_paths[0] if sample.input_paths else sample.source
+    where_tg = ";".join(sample.target_paths) or sample.source
+    ratios = {t / i for t, i in zip(got[-2:], sample.input.shape[-2:])} if len(got) == len(want) else set()
+    if sample.scale == 1 and len(ratios) == 1 and (k := ratios.pop()) > 1 and float(k).is_integer():
+        raise UserError(f"input {where_in} has spatial shape {sample.input.shape[1:]} but target {where_tg} has {got}, "
+                        f"{int(k)}× larger; for super-resolution add a column scale with {int(k)} to the manifest "
+                        f"(or scale={int(k)} in Python), otherwise give co-registered images of the same size")
+    extra = f" × scale {sample.scale} = {want}" if sample.scale != 1 else ""
+    raise UserError(
+        f"input {where_in} has spatial shape {sample.input.shape[1:]}{extra} but target {where_tg} has "
+        f"{got}; the pair must be co-registered images of the same size (times the scale in Y and X) "
+        "(for 2D models, stacks become channels: check input_channels)"
+    )
+
+
+def parse_scale(text: str | None, where: str) -> int:
+    """The ``scale`` column: an integer ≥ 1 (empty → 1)."""
+    if text is None or str(text).strip() == "":
+        return 1
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 1 and value.is_integer()):
+        raise UserError(f"{where}: scale {text!r} must be a whole number ≥ 1 (target pixels per input pixel, e.g. 4)")
+    return int(value)
 
 
 def read_manifest(csv_path: str | os.PathLike, spatial_dims: int = 2, input_channels: list[int] | None = None) -> list[Sample]:
@@ -187,17 +231,50 @@ def read_manifest(csv_path: str | os.PathLike, spatial_dims: int = 2, input_chan
         channels = parse_channels(row.get("input_channels"), where) or input_channels
         in_path = base / row["input"]
         tg_paths = [base / t.strip() for t in row["target"].split(";") if t.strip()]
-        x, file_px = load_input(in_path, spatial_dims, channels)
-        y = load_target(tg_paths, spatial_dims)
+        scale = parse_scale(row.get("scale"), where)
+        x, meta = load_input(in_path, spatial_dims, channels)
+        y, target_names = load_target(tg_paths, spatial_dims)
         sample = Sample(
             name=in_path.stem, input=x, target=y, split=split, group=row.get("group") or f"row{i}",
-            pixel_size_um=px if px is not None else file_px, source=where,
+            pixel_size_um=px if px is not None else meta.pixel_size_um, source=where,
             input_paths=[str(in_path)], target_paths=[str(p) for p in tg_paths], input_channels=channels,
+            scale=scale, input_description=dict(meta.description),
+            input_channel_names=meta.channel_names if channels is None and len(meta.channel_names) == len(x) else [],
+            target_channel_names=target_names,
         )
         check_pair(sample)
         samples.append(sample)
     _check_consistent_channels(samples, csv_path)
     return samples
+
+
+#: Input metadata that describes how the images were acquired (or simulated) and is recorded in models.
+ACQUISITION_KEYS = ("binning", "wavelength_um", "na", "defocus_um", "coherence", "noise")
+
+
+def acquisition(samples: list[Sample]) -> dict:
+    """Acquisition settings shared by the samples' inputs (from their metadata).
+
+    A setting known for every sample is recorded as its value when all agree, else as the
+    ``[min, max]`` range (e.g. the defocus range of a defocus-adaptive model); settings missing
+    from some sample are left out.
+    """
+    out: dict = {}
+    for key in ACQUISITION_KEYS:
+        values = [s.input_description.get(key) for s in samples]
+        if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
+            continue
+        out[key] = values[0] if len(set(values)) == 1 else [min(values), max(values)]
+    return out
+
+
+def common_scale(samples: list[Sample], where: str | os.PathLike = "samples") -> int:
+    """The super-resolution factor shared by every sample (mixed factors are refused)."""
+    scales = sorted({s.scale for s in samples})
+    if len(scales) > 1:
+        raise UserError(f"{where}: rows have different scales {scales}; one model learns one super-resolution "
+                        "factor — train one model per scale")
+    return scales[0]
 
 
 def common_input_channels(samples: list[Sample]) -> list[int] | None:
@@ -224,6 +301,7 @@ def samples_from_arrays(
     groups: list[str] | None = None,
     pixel_size_um: float | None = None,
     names: list[str] | None = None,
+    scale: int = 1,
 ) -> list[Sample]:
     """Build samples from channels-first arrays (the Python equivalent of a manifest).
 
@@ -234,7 +312,9 @@ def samples_from_arrays(
     splits, groups, names : list, optional
         Per-sample split (``train``/``val``/``test``), group and name.
     pixel_size_um : float, optional
-        Lateral pixel size in µm.
+        Lateral pixel size of the inputs in µm.
+    scale : int
+        Targets are ``scale``× larger than the inputs in Y and X (super-resolution).
     """
     if len(inputs) != len(targets):
         raise UserError(f"{len(inputs)} input arrays but {len(targets)} target arrays; give one target per input")
@@ -249,7 +329,7 @@ def samples_from_arrays(
         check_finite(y, name)
         check_not_constant(x, name, "input image")
         s = Sample(name=name, input=x, target=y, split=splits[i] if splits else None,
-                   group=groups[i] if groups else name, pixel_size_um=pixel_size_um, source=name)
+                   group=groups[i] if groups else name, pixel_size_um=pixel_size_um, source=name, scale=scale)
         check_pair(s)
         samples.append(s)
     _check_consistent_channels(samples, "arrays")

@@ -15,6 +15,13 @@ from ..errors import UserError
 from .samples import Sample
 
 
+def scale_slices(slices: tuple[slice, ...], scale: int) -> tuple[slice, ...]:
+    """Multiply the Y and X slices (the last two) by ``scale``; the others are kept."""
+    if scale == 1:
+        return slices
+    return tuple(slices[:-2]) + tuple(slice(sl.start * scale, sl.stop * scale) for sl in slices[-2:])
+
+
 @dataclass(frozen=True)
 class Region:
     """A split's share of one sample.
@@ -33,19 +40,20 @@ class Region:
     split: str
     bounds: tuple[tuple[int, int], ...]
 
-    def slices(self) -> tuple[slice, ...]:
-        """Slices over the channels-first array: ``(:, z?, y, x)``."""
-        return (slice(None),) + tuple(slice(a, b) for a, b in self.bounds)
+    def slices(self, scale: int = 1) -> tuple[slice, ...]:
+        """Slices over the channels-first array: ``(:, z?, y, x)``; ``scale`` k gives the region in an
+        array k× larger in Y and X (the target of a super-resolution pair; bounds are input pixels)."""
+        return scale_slices((slice(None),) + tuple(slice(a, b) for a, b in self.bounds), scale)
 
-    def centre_crop(self, max_size: int) -> tuple[slice, ...]:
-        """Like :meth:`slices`, but Y and X cut to at most ``max_size`` pixels around the region's centre."""
+    def centre_crop(self, max_size: int, scale: int = 1) -> tuple[slice, ...]:
+        """Like :meth:`slices`, but Y and X cut to at most ``max_size`` input pixels around the region's centre."""
         sl = list(self.slices())
         for axis in (-2, -1):
             a, b = self.bounds[axis]
             if b - a > max_size:
                 start = a + (b - a - max_size) // 2
                 sl[axis] = slice(start, start + max_size)
-        return tuple(sl)
+        return scale_slices(tuple(sl), scale)
 
     @property
     def shape(self) -> tuple[int, ...]:

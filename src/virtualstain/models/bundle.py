@@ -6,8 +6,11 @@ weights and the bundle format version, and builds the network through the regist
 ``model.json`` holds: ``format_version``, ``architecture``, ``unet`` (the
 :class:`~virtualstain.models.unet.UNetConfig`), ``input_channel_names``,
 ``output_channel_names``, ``input_channels`` (the planes/channels selected from input
-files), ``normalization`` (``input`` and ``target`` statistics), ``pixel_size_um``,
-``size_multiple``, ``receptive_field_px``, ``tiling_margin_px``, ``training`` (config,
+files), ``normalization`` (``input`` and ``target`` statistics), ``pixel_size_um`` (of the
+input), ``scale`` and ``output_pixel_size_um`` (super-resolution: output pixels per input
+pixel), ``acquisition`` (binning, wavelength, NA, defocus/coherence ranges of the training
+inputs, when their files recorded them), ``size_multiple``, ``receptive_field_px``,
+``tiling_margin_px`` (input pixels), ``training`` (config,
 manifest hash, split plan), ``validation`` metrics, ``package_version``, ``created``,
 ``weights_sha256``.
 """
@@ -64,7 +67,9 @@ class ModelBundle:
     input_channels : list of int or None
         Channels/planes selected from each input file during training.
     pixel_size_um : float or None
-        Lateral pixel size of the training data in µm.
+        Lateral pixel size of the training inputs in µm.
+    acquisition : dict
+        How the training inputs were acquired (see :func:`~virtualstain.data.samples.acquisition`).
     info : dict
         Everything else recorded in ``model.json``.
     """
@@ -77,6 +82,7 @@ class ModelBundle:
     output_channel_names: list[str]
     input_channels: list[int] | None = None
     pixel_size_um: float | None = None
+    acquisition: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     _inference: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -107,6 +113,9 @@ class ModelBundle:
             "input_channels": self.input_channels,
             "normalization": {"input": self.input_normalizer.to_dict(), "target": self.target_normalizer.to_dict()},
             "pixel_size_um": self.pixel_size_um,
+            "scale": cfg.scale,
+            "output_pixel_size_um": self.pixel_size_um / cfg.scale if self.pixel_size_um else None,
+            "acquisition": self.acquisition,
             "size_multiple": list(cfg.size_multiple()),
             "receptive_field_px": list(receptive_field(cfg)),
             "tiling_margin_px": list(tiling_margin(cfg)),
@@ -199,7 +208,7 @@ def load_bundle(folder: str | os.PathLike, device: str | torch.device = "cpu") -
                         "the bundle is inconsistent — retrain") from None
     network.eval().to(device)
     known = {"format_version", "architecture", "unet", "input_channel_names", "output_channel_names",
-             "input_channels", "normalization", "pixel_size_um"}
+             "input_channels", "normalization", "pixel_size_um", "acquisition"}
     return ModelBundle(
         network=network,
         architecture=meta["architecture"],
@@ -209,5 +218,6 @@ def load_bundle(folder: str | os.PathLike, device: str | torch.device = "cpu") -
         output_channel_names=list(meta["output_channel_names"]),
         input_channels=meta.get("input_channels"),
         pixel_size_um=meta.get("pixel_size_um"),
+        acquisition=dict(meta.get("acquisition") or {}),
         info={k: v for k, v in meta.items() if k not in known},
     )

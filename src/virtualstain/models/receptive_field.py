@@ -8,14 +8,21 @@ the interval needed by the skip connection is merged with the one needed by the 
 below. Taking the worst case over the f^depth alignments of an output pixel gives the
 exact one-sided reach, which is the tiling margin: a tile extended by at least this
 many pixels on each side predicts its core exactly as the whole image would.
+
+SRCNN's reach is the sum of its half kernels. A super-resolution network (``scale`` k) first
+upsamples its input bicubically: output pixel o then depends on upsampled pixels o ± r, which
+depend on input pixels ⌊(o ± r)/k⌋ − 2 … ⌊(o ± r)/k⌋ + 2, so the reach in input pixels is
+⌈r/k⌉ + 2. Receptive fields and margins are given in **input** pixels.
 """
 
 from __future__ import annotations
 
+from .srcnn import LAYERS as SRCNN_LAYERS
 from .unet import UNetConfig
 
 _CONVS_PER_BLOCK = 2
 _HALF_KERNEL = 1  # 3×3 convolutions
+_BICUBIC_REACH = 2  # input pixels on either side used by bicubic interpolation
 
 
 def _reach_one_axis(depth: int, factor: int, position: int) -> tuple[int, int]:
@@ -36,8 +43,10 @@ def _reach_one_axis(depth: int, factor: int, position: int) -> tuple[int, int]:
     return lo, hi
 
 
-def receptive_field_reach(config: UNetConfig) -> tuple[int, ...]:
-    """Largest one-sided reach (pixels) of an output pixel into the input, per spatial axis."""
+def _body_reach(config: UNetConfig) -> tuple[int, ...]:
+    """Largest one-sided reach of an output pixel into the network body's input (after upsampling)."""
+    if config.family == "srcnn":
+        return (sum(kernel // 2 for kernel, _ in SRCNN_LAYERS),) * config.spatial_dims
     reach = []
     for factor in config.factors():
         period = factor ** config.depth
@@ -47,6 +56,13 @@ def receptive_field_reach(config: UNetConfig) -> tuple[int, ...]:
             worst = max(worst, p - lo, hi - p)
         reach.append(worst)
     return tuple(reach)
+
+
+def receptive_field_reach(config: UNetConfig) -> tuple[int, ...]:
+    """Largest one-sided reach (input pixels) of an output pixel into the input, per spatial axis."""
+    if config.scale == 1:
+        return _body_reach(config)
+    return tuple(-(-r // config.scale) + _BICUBIC_REACH for r in _body_reach(config))
 
 
 def receptive_field(config: UNetConfig) -> tuple[int, ...]:

@@ -5,14 +5,18 @@ Per level: conv-BN-ReLU ×2 (3×3[×3], zero padding 1); down: stride-2 conv (ke
 the skip, conv-BN-ReLU ×2; a linear 3×3 output conv (fnet). ``residual=True`` adds the
 input to the output (PICS); when channel counts differ, a learned 1×1 projection of the
 input is added instead. ``downsample_z=False`` keeps Z (anisotropic, for thin stacks).
+``scale=k`` (2D) makes a super-resolution network (DL-SRQPI): the input is first upsampled
+k× in Y and X (bicubic), so the output is k× larger than the input.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,12 @@ class UNetConfig:
         For 3D: downsample Z too (False = anisotropic, Z kept at full resolution).
     batchnorm : bool
         Batch normalisation before every activation.
+    scale : int
+        Output pixels per input pixel along Y and X (1 = same grid; k > 1 = k× super-resolution
+        by bicubic upsampling of the input before the network, 2D only).
+    family : {"unet", "srcnn"}
+        The network body: this U-Net, or the three-layer SRCNN (:mod:`~virtualstain.models.srcnn`,
+        which uses ``base_width`` and ``base_width // 2`` feature maps and ignores the depth).
     """
 
     in_channels: int = 1
@@ -48,6 +58,8 @@ class UNetConfig:
     residual: bool = False
     downsample_z: bool = True
     batchnorm: bool = True
+    scale: int = 1
+    family: str = "unet"
 
     def widths(self) -> list[int]:
         return [min(self.base_width * 2 ** level, self.max_width) for level in range(self.depth + 1)]
@@ -59,8 +71,17 @@ class UNetConfig:
         return (2 if self.downsample_z else 1, 2, 2)
 
     def size_multiple(self) -> tuple[int, ...]:
-        """Each spatial axis of the network input must be a multiple of this."""
-        return tuple(f ** self.depth for f in self.factors())
+        """Each spatial axis of the network input must be a multiple of this.
+
+        With ``scale`` k, the upsampled input must fit the U-Net's grid, so the input's Y and X
+        need only be multiples of 2^depth / gcd(2^depth, k).
+        """
+        if self.family == "srcnn":
+            return (1,) * self.spatial_dims
+        multiple = [f ** self.depth for f in self.factors()]
+        for axis in (-2, -1):
+            multiple[axis] //= math.gcd(multiple[axis], self.scale)
+        return tuple(multiple)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,6 +140,7 @@ class UNet(nn.Module):
             self.skip_projection = conv(config.in_channels, config.out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = upsample(x, self.config.scale)
         skips = []
         h = x
         for enc, down in zip(self.encoders, self.downs):
@@ -132,6 +154,13 @@ class UNet(nn.Module):
         if self.config.residual:
             out = out + (self.skip_projection(x) if self.skip_projection is not None else x)
         return out
+
+
+def upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic ``scale``× upsampling of ``(N, C, Y, X)`` (pixel centres aligned, as ``align_corners=False``)."""
+    if scale == 1:
+        return x
+    return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -23,7 +23,7 @@ class _Strict(BaseModel):
 class ModelSettings(_Strict):
     """Which network: a registry name plus optional overrides of its preset."""
 
-    architecture: Literal["pics", "fnet", "unet"] = "pics"
+    architecture: Literal["pics", "fnet", "unet", "sr_unet", "srcnn"] = "pics"
     spatial_dims: Literal[2, 3] = 2
     depth: int | None = Field(None, ge=1, le=6, description="stride-2 downsamplings (preset if empty)")
     base_width: int | None = Field(None, ge=1, le=256, description="feature maps at level 0 (preset if empty)")

@@ -35,15 +35,15 @@ class PatchDataset(Dataset):
 
 
 class RegionDataset(Dataset):
-    """Whole validation regions (centre-cropped to ``max_size`` in YX), padded to the size multiple."""
+    """Whole validation regions (centre-cropped to ``max_size`` input pixels in YX), inputs padded to the
+    size multiple; targets ``scale``× larger for super-resolution."""
 
     def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], regions: Sequence[Region],
-                 multiple: Sequence[int], max_size: int):
+                 multiple: Sequence[int], max_size: int, scale: int = 1):
         self.items = []
         for r in regions:
-            sl = r.centre_crop(max_size)
-            x, _ = pad_to_multiple(inputs[r.sample][sl], multiple)
-            y = targets[r.sample][sl]
+            x, _ = pad_to_multiple(inputs[r.sample][r.centre_crop(max_size)], multiple)
+            y = targets[r.sample][r.centre_crop(max_size, scale)]
             self.items.append((np.ascontiguousarray(x), np.ascontiguousarray(y)))
 
     def __len__(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from .tiling import (
     auto_tile_size,
     count_tiles,
     dihedral_transforms,
+    output_scale,
     pad_to_multiple,
     predict_padded,
 )
@@ -56,8 +58,13 @@ def resolve_tile(bundle: ModelBundle, tile_size: int | Sequence[int] | None, dev
     return tuple(int(t) for t in tile_size)
 
 
-def check_input(bundle: ModelBundle, image: np.ndarray, source: str, pixel_size_um: float | None = None) -> None:
-    """Check channels, size and pixel size of a channels-first image against the model.
+def check_input(bundle: ModelBundle, image: np.ndarray, source: str, pixel_size_um: float | None = None,
+                description: dict | None = None) -> None:
+    """Check channels, size, pixel size and acquisition of a channels-first image against the model.
+
+    ``description`` is the image file's metadata: a ``binning`` or ``wavelength_um`` other than the
+    training data's is refused (a super-resolution model learns one binning); a ``defocus_um`` or
+    ``coherence`` outside the trained range gives a warning.
 
     Raises
     ------
@@ -82,6 +89,28 @@ def check_input(bundle: ModelBundle, image: np.ndarray, source: str, pixel_size_
         if abs(ratio - 1) > PIXEL_SIZE_TOLERANCE:
             raise UserError(f"{source}: pixel size {pixel_size_um:g} µm but the model was trained at "
                             f"{bundle.pixel_size_um:g} µm; rescale the image by {ratio:.3g} first, or retrain")
+    _check_acquisition(bundle.acquisition, description or {}, source)
+
+
+def _check_acquisition(trained: dict, image: dict, source: str) -> None:
+    binning = (image.get("binning"), trained.get("binning"))
+    if None not in binning and binning[0] != binning[1]:
+        raise UserError(f"{source}: the image was binned {binning[0]}× but the model was trained on "
+                        f"{binning[1]}×-binned images; use images binned {binning[1]}× or a model trained for "
+                        f"{binning[0]}×")
+    wavelength = (image.get("wavelength_um"), trained.get("wavelength_um"))
+    if None not in wavelength and isinstance(wavelength[1], (int, float)) \
+            and abs(wavelength[0] / wavelength[1] - 1) > PIXEL_SIZE_TOLERANCE:
+        raise UserError(f"{source}: wavelength {wavelength[0]:g} µm but the model was trained at {wavelength[1]:g} µm; "
+                        "the phase of a defocused intensity depends on λ — retrain for this wavelength")
+    for key, unit in (("defocus_um", " µm"), ("coherence", "")):
+        value, span = image.get(key), trained.get(key)
+        if isinstance(value, (int, float)) and span is not None:
+            lo, hi = (span, span) if isinstance(span, (int, float)) else span
+            if not lo - 1e-9 <= value <= hi + 1e-9:
+                warnings.warn(f"{source}: {key} {value:g}{unit} is outside the model's trained range "
+                              f"{lo:g}…{hi:g}{unit}; expect lower accuracy (see the generalisation tables)",
+                              stacklevel=3)
 
 
 def predict(bundle: ModelBundle, image: np.ndarray, *, tile_size: int | Sequence[int] | None = None,
@@ -133,7 +162,7 @@ def predict(bundle: ModelBundle, image: np.ndarray, *, tile_size: int | Sequence
         out = predict_padded(net, padded, tile, dev, amp=amp, progress=bar)
         if bar is not None:
             bar.close()
-        out = out[(slice(None),) + tuple(slice(0, n) for n in spatial)]
+        out = out[(slice(None),) + tuple(slice(0, n * f) for n, f in zip(spatial, output_scale(bundle.config)))]
         total = total + apply_transform(out, k, flip, inverse=True)
     return bundle.target_normalizer.inverse(total / len(transforms))
 
@@ -205,11 +234,14 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
         if dest.exists() and not overwrite:
             done.append(dest)
             continue
-        image, px = load_input(path, bundle.config.spatial_dims, channels,
-                               bundle.input_channel_names if input_channels is None else None)
+        image, meta = load_input(path, bundle.config.spatial_dims, channels,
+                                 bundle.input_channel_names if input_channels is None else None)
+        px = meta.pixel_size_um
+        check_input(bundle, image, str(path), px, meta.description)
         pred = predict(bundle, image, tile_size=tile_size, tta=tta, device=device, memory_budget_mb=memory_budget_mb,
                        amp=amp, source=str(path), pixel_size_um=px, progress=progress)
-        write_tiff(dest, pred, pixel_size_um=px or bundle.pixel_size_um, channel_names=bundle.output_channel_names,
+        out_px = (px or bundle.pixel_size_um or 0) / bundle.config.scale or None
+        write_tiff(dest, pred, pixel_size_um=out_px, channel_names=bundle.output_channel_names,
                    description={"model": str(bundle.info.get("weights_sha256", ""))[:16], "source": path.name,
                                 "units": "target"})
         if composite:

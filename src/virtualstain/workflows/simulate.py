@@ -6,7 +6,12 @@ DL-SRQPI (noise, then binning). For every phase map and every (z, S) the pair is
 ``DIR/lr/NAME.tif`` (the low-resolution intensity, pixel size k·P) and ``DIR/hr/NAME.tif`` (the
 phase in radians, pixel size P, cropped to a multiple of k), with the parameters in each file's
 metadata, plus ``DIR/manifest.csv`` (one group per phase map, so that a split by group tests on
-cells never seen in training) and ``DIR/simulation.json``.
+cells never seen in training, and ``scale`` = k so that ``train`` pairs an LR patch of p pixels with
+the HR patch of k·p) and ``DIR/simulation.json``.
+
+Phase maps whose files record another pixel size are resampled to ``pixel_size_um`` first (area
+averaging when shrinking), so that cells keep their physical size. Synthetic cells depend only on
+(seed, index): different seeds never share a cell, which makes held-out test sets easy to build.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from skimage.transform import rescale
+from tqdm.auto import tqdm
 
 from .._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
 from ..data.io import write_tiff
@@ -26,7 +33,9 @@ from ..errors import UserError
 from ..optics import add_gaussian_noise, bin_pixels, brightfield_intensity
 from .phase import check_pixel_size_um, check_wavelength_um, read_plane, write_phase
 
-MANIFEST_COLUMNS = ["input", "target", "group", "pixel_size_um"]
+MANIFEST_COLUMNS = ["input", "target", "group", "pixel_size_um", "scale"]
+#: Relative pixel-size difference below which a phase map is used as it is.
+RESAMPLE_TOLERANCE = 0.01
 
 
 @dataclass
@@ -101,6 +110,33 @@ def synthetic_cell_radius_px(pixel_size_um: float) -> float:
     return float(np.clip(SYNTHETIC_CELL_RADIUS_UM / pixel_size_um, 8.0, 60.0))
 
 
+def synthetic_phase(index: int, settings: SimulationSettings, shape: tuple[int, int]) -> np.ndarray:
+    """Noise-free phase (rad) of synthetic field ``index`` for ``settings.seed``; unique per (seed, index)."""
+    seed = int(np.random.SeedSequence([settings.seed, index]).generate_state(1)[0])
+    cells = make_field(shape, seed=seed, modality="phase", noise=0.0,
+                       cell_radius_px=synthetic_cell_radius_px(settings.pixel_size_um))
+    return cells.input[0].astype(np.float64)
+
+
+def read_phase_map(path: str | os.PathLike, pixel_size_um: float) -> np.ndarray:
+    """A phase map in radians, resampled to ``pixel_size_um`` when its file records another pixel size.
+
+    Raises
+    ------
+    UserError
+        A map whose metadata gives a unit other than rad.
+    """
+    phase, meta = read_plane(path, "phase map")
+    unit = meta.description.get("unit")
+    if unit not in (None, "rad"):
+        raise UserError(f"{path}: the phase map is in {unit!r}; give phase in radians (as `virtualstain phase` writes)")
+    source_px = meta.pixel_size_um
+    if source_px and abs(source_px / pixel_size_um - 1) > RESAMPLE_TOLERANCE:
+        factor = source_px / pixel_size_um
+        phase = rescale(phase, factor, order=1, anti_aliasing=factor < 1, preserve_range=True, mode="reflect")
+    return phase
+
+
 def crop_to_multiple(image: np.ndarray, k: int) -> np.ndarray:
     """Crop the bottom/right so that Y and X are multiples of ``k``."""
     ny, nx = (image.shape[-2] // k) * k, (image.shape[-1] // k) * k
@@ -131,7 +167,8 @@ class Simulation:
 
 
 def simulate_pairs(phase_files: Sequence[str | os.PathLike], out: str | os.PathLike, settings: SimulationSettings, *,
-                   synthetic: int = 0, synthetic_shape: tuple[int, int] = (512, 512)) -> Simulation:
+                   synthetic: int = 0, synthetic_shape: tuple[int, int] = (512, 512),
+                   progress: bool = False) -> Simulation:
     """Write low-resolution intensity / high-resolution phase pairs and their manifest.
 
     Parameters
@@ -146,6 +183,9 @@ def simulate_pairs(phase_files: Sequence[str | os.PathLike], out: str | os.PathL
         Also simulate this many synthetic cell fields (noise-free phase of the synthetic generator).
     synthetic_shape : (int, int)
         Size of the synthetic fields, px.
+    progress : bool
+        Show a progress bar. An interrupted simulation resumes: pairs already written are kept
+        (each pair's noise is seeded by (seed, map, z, S), so the result does not depend on it).
 
     Returns
     -------
@@ -154,36 +194,36 @@ def simulate_pairs(phase_files: Sequence[str | os.PathLike], out: str | os.PathL
     _check(settings)
     if not phase_files and synthetic <= 0:
         raise UserError("give phase maps (PHASE.tif …) or --synthetic N")
-    sources: list[tuple[str, np.ndarray]] = []
-    for path in phase_files:
-        phase, _ = read_plane(path, "phase map")
-        sources.append((Path(path).stem, phase))
-    for i in range(synthetic):
-        cells = make_field(synthetic_shape, seed=settings.seed + 1000 + i, modality="phase", noise=0.0,
-                           cell_radius_px=synthetic_cell_radius_px(settings.pixel_size_um))
-        sources.append((f"synthetic{i:03d}", cells.input[0].astype(np.float64)))
+    sources = [(Path(path).stem, read_phase_map(path, settings.pixel_size_um)) for path in phase_files]
+    sources += [(f"synthetic{settings.seed}_{i:03d}", synthetic_phase(i, settings, synthetic_shape))
+                for i in range(synthetic)]
     k = settings.binning
     folder = ensure_writable_dir(out)
-    rng = np.random.default_rng(settings.seed)
+    log = folder / "simulation.json"
+    if log.exists() and json.loads(log.read_text(encoding="utf-8")).get("settings") != json.loads(
+            json.dumps(asdict(settings))):
+        raise UserError(f"{folder}: holds a simulation with other settings ({log}); use another --out")
+    write_text_atomic(log, json.dumps({"settings": asdict(settings), "pairs": []}, indent=2))
     result = Simulation(manifest=folder / "manifest.csv")
     rows = []
-    for stem, phase in sources:
-        phase = crop_to_multiple(phase, k)
-        for z in settings.defocus_um:
-            for s in settings.coherence:
-                name = f"{stem}_z{z:g}_s{s:g}.tif"
-                low = simulate_intensity(phase, defocus_um=z, coherence=s, settings=settings, rng=rng)
-                params = {"defocus_um": z, "coherence": s, "binning": k, "noise": settings.noise,
-                          "na": settings.na, "wavelength_um": settings.wavelength_um, "source": stem}
-                write_tiff(folder / "lr" / name, low[None], pixel_size_um=settings.pixel_size_um * k,
-                           channel_names=["brightfield"], description={"quantity": "intensity", **params})
-                write_phase(folder / "hr" / name, phase, wavelength_um=settings.wavelength_um,
-                            pixel_size_um=settings.pixel_size_um, method="simulation ground truth")
-                rows.append({"input": f"lr/{name}", "target": f"hr/{name}", "group": stem,
-                             "pixel_size_um": settings.pixel_size_um * k})
-                result.pairs.append({"name": name, "lr_shape": list(low.shape), "hr_shape": list(phase.shape),
-                                     **params})
-    write_text_atomic(folder / "simulation.json", json.dumps({"settings": asdict(settings), "pairs": result.pairs},
+    jobs = [(i, z, s) for i in range(len(sources)) for z in settings.defocus_um for s in settings.coherence]
+    for i, z, s in tqdm(jobs, desc="simulate", unit="pair", disable=not progress):
+        stem, phase = sources[i][0], crop_to_multiple(sources[i][1], k)
+        name = f"{stem}_z{z:g}_s{s:g}.tif"
+        params = {"defocus_um": z, "coherence": s, "binning": k, "noise": settings.noise,
+                  "na": settings.na, "wavelength_um": settings.wavelength_um, "source": stem}
+        if not ((folder / "lr" / name).exists() and (folder / "hr" / name).exists()):  # else: resumed
+            rng = np.random.default_rng([settings.seed, i, settings.defocus_um.index(z), settings.coherence.index(s)])
+            low = simulate_intensity(phase, defocus_um=z, coherence=s, settings=settings, rng=rng)
+            write_tiff(folder / "lr" / name, low[None], pixel_size_um=settings.pixel_size_um * k,
+                       channel_names=["brightfield"], description={"quantity": "intensity", **params})
+            write_phase(folder / "hr" / name, phase, wavelength_um=settings.wavelength_um,
+                        pixel_size_um=settings.pixel_size_um, method="simulation ground truth")
+        rows.append({"input": f"lr/{name}", "target": f"hr/{name}", "group": stem,
+                     "pixel_size_um": settings.pixel_size_um * k, "scale": k})
+        result.pairs.append({"name": name, "lr_shape": [n // k for n in phase.shape], "hr_shape": list(phase.shape),
+                             **params})
+    write_text_atomic(log, json.dumps({"settings": asdict(settings), "pairs": result.pairs},
                                                               indent=2))
     write_csv_atomic(result.manifest, rows, MANIFEST_COLUMNS)
     return result

@@ -5,6 +5,8 @@ padded image whose cores partition it and whose margins (≥ the exact receptive
 reach, rounded to the size multiple) are cut away after prediction. Because every window
 starts on the downsampling grid and every core pixel sees all of its receptive field,
 the stitched result equals whole-image prediction up to float rounding, for any shape.
+Super-resolution networks (``config.scale`` k) are tiled in input pixels; each window's
+prediction is k× larger and its core lands at k× the core's input position.
 """
 
 from __future__ import annotations
@@ -39,14 +41,17 @@ def pad_to_multiple(image: np.ndarray, multiple: Sequence[int]) -> tuple[np.ndar
 
 def bytes_per_pixel(config: UNetConfig) -> float:
     """Inference memory (bytes) per input pixel: the skips of every level, two working maps at full
-    width, input and output (float32). Calibrated against peak RSS of the folded network (≈250 B/px
-    for ``pics``; see benchmarks/bench_predict.py)."""
+    width, input and output (float32), times scale² for a k× super-resolution network. Calibrated
+    against peak RSS of the folded network (≈250 B/px for ``pics``; see benchmarks/bench_predict.py)."""
+    if config.family == "srcnn":
+        maps = 2 * config.base_width + config.in_channels + config.out_channels
+        return 4.0 * maps * config.scale ** 2
     shrink = 1
     for f in config.factors():
         shrink *= f
     widths = config.widths()
     skips = sum(w / shrink ** level for level, w in enumerate(widths))
-    return 4.0 * (skips + 2 * widths[0] + config.in_channels + config.out_channels)
+    return 4.0 * (skips + 2 * widths[0] + config.in_channels + config.out_channels) * config.scale ** 2
 
 
 def _axis_cost(length: int, core: int, multiple: int, margin: int) -> tuple[int, int]:
@@ -121,16 +126,22 @@ def predict_padded(network: nn.Module, padded: np.ndarray, tile: Sequence[int] |
     if tile is None or all(t >= n for t, n in zip(tile, spatial)):
         return _run(network, padded, device, amp)
     tiles = _tiles_for(spatial, config, tile)
-    out = np.empty((config.out_channels, *spatial), np.float32)
+    k = output_scale(config)
+    out = np.empty((config.out_channels, *(n * f for n, f in zip(spatial, k))), np.float32)
     for bounds in tiles:
         window = (slice(None),) + tuple(slice(w0, w1) for w0, w1, _, _ in bounds)
         pred = _run(network, padded[window], device, amp)
-        inner = (slice(None),) + tuple(slice(c0 - w0, c1 - w0) for w0, _, c0, c1 in bounds)
-        dest = (slice(None),) + tuple(slice(c0, c1) for _, _, c0, c1 in bounds)
+        inner = (slice(None),) + tuple(slice(f * (c0 - w0), f * (c1 - w0)) for (w0, _, c0, c1), f in zip(bounds, k))
+        dest = (slice(None),) + tuple(slice(f * c0, f * c1) for (_, _, c0, c1), f in zip(bounds, k))
         out[dest] = pred[inner]
         if progress is not None:
             progress.update(1)
     return out
+
+
+def output_scale(config: UNetConfig) -> tuple[int, ...]:
+    """Output pixels per input pixel along each spatial axis ((Z,) Y, X)."""
+    return (1,) * (config.spatial_dims - 2) + (config.scale, config.scale)
 
 
 def count_tiles(spatial: Sequence[int], config: UNetConfig, tile: Sequence[int] | None) -> int:

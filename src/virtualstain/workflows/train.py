@@ -31,7 +31,14 @@ from .._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
 from ..data.io import write_tiff
 from ..data.normalization import Normalizer
 from ..data.patches import PatchSampler, fit_patch_size
-from ..data.samples import Sample, common_input_channels, manifest_sha256, read_manifest
+from ..data.samples import (
+    Sample,
+    acquisition,
+    common_input_channels,
+    common_scale,
+    manifest_sha256,
+    read_manifest,
+)
 from ..data.splits import SplitPlan, plan_splits
 from ..errors import UserError
 from ..metrics import pearson_r
@@ -53,12 +60,23 @@ class TrainResult:
     summary: dict = field(default_factory=dict)
 
 
+def _names_in_files(samples: list[Sample], attribute: str, count: int) -> list[str]:
+    """Channel names stored in every sample's files, if they all agree and are distinct; else []."""
+    found = {tuple(getattr(s, attribute)) for s in samples}
+    if len(found) == 1:
+        (names,) = found
+        if len(names) == count and len(set(names)) == count:
+            return list(names)
+    return []
+
+
 def _channel_names(samples: list[Sample], config: TrainConfig) -> tuple[list[str], list[str]]:
+    """Channel names: from the config, else from the files' metadata, else from paths / indices."""
     n_in, n_out = samples[0].input.shape[0], samples[0].target.shape[0]
-    names_in = config.data.input_channel_names
+    names_in = config.data.input_channel_names or _names_in_files(samples, "input_channel_names", n_in)
     if not names_in:
         names_in = [f"input{c}" for c in (common_input_channels(samples) or range(n_in))]
-    names_out = config.data.target_channel_names
+    names_out = config.data.target_channel_names or _names_in_files(samples, "target_channel_names", n_out)
     if not names_out:
         paths = [Path(p) for p in samples[0].target_paths]
         if len(paths) == n_out and paths:
@@ -204,9 +222,10 @@ def _checkpoint_progress(path: Path) -> tuple[int, int]:
 
 def _validation_pearson(bundle: ModelBundle, samples: list[Sample], plan: SplitPlan, max_size: int) -> list[float]:
     rs = []
+    scale = bundle.config.scale
     for r in plan.of("val"):
-        sl = r.centre_crop(max_size)
-        x, y = samples[r.sample].input[sl], samples[r.sample].target[sl]
+        x = samples[r.sample].input[r.centre_crop(max_size)]
+        y = samples[r.sample].target[r.centre_crop(max_size, scale)]
         pred = predict(bundle, x, source=samples[r.sample].name)
         rs.append([pearson_r(pred[c], y[c]) for c in range(y.shape[0])])
     return np.nanmean(np.array(rs), axis=0).tolist() if rs else []
@@ -220,16 +239,19 @@ def evaluate_test_regions(bundle: ModelBundle, samples: list[Sample], plan: Spli
     """
     regions = plan.of("test")
     bounds = {}
+    scale = bundle.config.scale
     for k, r in enumerate(regions):
         s = samples[r.sample]
-        x, y = s.input[r.slices()], s.target[r.slices()]
+        x, y = s.input[r.slices()], s.target[r.slices(scale)]
+        target_px = s.pixel_size_um / scale if s.pixel_size_um else None
         name = s.name if plan.mode != "spatial" else f"{s.name}_test"
         if sum(1 for q in regions if samples[q.sample].name == s.name) > 1:
             name = f"{name}_{k}"
         pred = predict(bundle, x, source=s.name)
-        for folder, array, names in (("prediction", pred, bundle.output_channel_names),
-                                     ("target", y, bundle.output_channel_names), ("input", x, bundle.input_channel_names)):
-            write_tiff(out / folder / f"{name}.tif", array, pixel_size_um=s.pixel_size_um, channel_names=names)
+        for folder, array, names, px in (("prediction", pred, bundle.output_channel_names, target_px),
+                                         ("target", y, bundle.output_channel_names, target_px),
+                                         ("input", x, bundle.input_channel_names, s.pixel_size_um)):
+            write_tiff(out / folder / f"{name}.tif", array, pixel_size_um=px, channel_names=names)
         bounds[f"{name}.tif"] = json.dumps(r.to_dict()["bounds"])
     if not regions:
         return []
@@ -280,26 +302,28 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
         raise UserError("no training data after splitting; mark rows split=train or lower the val/test fractions")
     if not val_regions:
         raise UserError("no validation data after splitting; add split=val rows or raise split.val_fraction")
+    scale = common_scale(samples, manifest_path or "samples")
     x_norm = Normalizer.fit([samples[r.sample].input[r.slices()] for r in train_regions],
                             config.data.input_normalization, config.data.percentiles, "inputs")
-    y_norm = Normalizer.fit([samples[r.sample].target[r.slices()] for r in train_regions],
+    y_norm = Normalizer.fit([samples[r.sample].target[r.slices(scale)] for r in train_regions],
                             config.data.target_normalization, config.data.percentiles, "targets")
     inputs = [x_norm(s.input) for s in samples]
     targets = [y_norm(s.target) for s in samples]
     m = config.model
-    net_config = make_config(m.architecture, inputs[0].shape[0], targets[0].shape[0], dims, depth=m.depth,
+    net_config = make_config(m.architecture, inputs[0].shape[0], targets[0].shape[0], dims, scale, depth=m.depth,
                              base_width=m.base_width, max_width=m.max_width, residual=m.residual,
                              downsample_z=m.downsample_z)
     torch.manual_seed(config.training.seed)
     network = build(m.architecture, net_config)
     patch = fit_patch_size(config.patch_size(), train_regions, net_config.size_multiple())
-    sampler = PatchSampler(inputs, targets, train_regions, patch, config.data.min_signal_fraction, config.data.augment)
+    sampler = PatchSampler(inputs, targets, train_regions, patch, config.data.min_signal_fraction, config.data.augment,
+                           scale=scale)
 
     from .lightning_module import PatchDataset, RegionDataset
 
     train_ds = PatchDataset(sampler, config.training.patches_per_epoch, config.training.seed)
     val_ds = RegionDataset(inputs, targets, val_regions[: config.training.val_max_regions],
-                           net_config.size_multiple(), config.training.val_max_size)
+                           net_config.size_multiple(), config.training.val_max_size, scale)
     resume = _prepare_resume(run, config, fresh)
     write_text_atomic(run / "config.yaml", config.to_yaml())
     write_text_atomic(run / "splits.json", json.dumps({
@@ -316,6 +340,7 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
         network=network.eval(), architecture=m.architecture, input_normalizer=x_norm, target_normalizer=y_norm,
         input_channel_names=names_in, output_channel_names=names_out, input_channels=common_input_channels(samples),
         pixel_size_um=pixel_sizes.pop() if len(pixel_sizes) == 1 else None,
+        acquisition=acquisition(samples),
         info={"training": {"config": config.model_dump(mode="json"), "patch_size": list(patch),
                            "manifest": str(manifest_path) if manifest_path else None,
                            "manifest_sha256": manifest_sha256(manifest_path, samples),
