@@ -2,8 +2,8 @@
 
 Learn a virtual stain from paired images, apply it to images of any size, judge it,
 and turn it into physical numbers. The top-level functions are loaded lazily so that
-``virtualstain.metrics``, ``virtualstain.data`` (and later ``analysis``/``optics``)
-can be used without importing torch.
+``virtualstain.metrics``, ``virtualstain.data``, ``analysis`` and ``optics`` can be used
+without importing torch.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ _API = {
     "load_model": ("virtualstain.models.bundle", "load_bundle"),
     "save_model": ("virtualstain.models.bundle", "save_bundle"),
     "evaluate": ("virtualstain.workflows.evaluate", "evaluate_files"),
+    "simulate_pairs": ("virtualstain.workflows.simulate", "simulate_pairs"),
+    "SimulationSettings": ("virtualstain.workflows.simulate", "SimulationSettings"),
+    "evaluate_srqpi": ("virtualstain.workflows.srqpi", "evaluate_srqpi"),
     "TrainConfig": ("virtualstain.workflows.config", "TrainConfig"),
     "UserError": ("virtualstain.errors", "UserError"),
 }

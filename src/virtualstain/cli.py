@@ -61,14 +61,17 @@ def train(manifest: str, out: str, config_path: str | None, max_minutes: float |
 @click.option("--device", help="cpu, cuda, cuda:1… (default: CUDA if available).")
 @click.option("--amp", is_flag=True, help="float16 autocast on CUDA.")
 @click.option("--memory-mb", type=float, help="Memory budget per tile in MB.")
+@click.option("--match-brightness", is_flag=True, help="Scale each input to the training inputs' mean grey level "
+              "(DL-SRQPI brightness correction; other lamp power, exposure or gain).")
 def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None, input_channels: str | None,
-            tta: bool, overwrite: bool, composite: bool, device: str | None, amp: bool, memory_mb: float | None) -> None:
+            tta: bool, overwrite: bool, composite: bool, device: str | None, amp: bool, memory_mb: float | None,
+            match_brightness: bool) -> None:
     """Predict stains for INPUTS with the bundle MODEL; outputs keep the inputs' names."""
     from .workflows.predict import predict_files
 
     written = predict_files(model, inputs, out, input_channels=_channels(input_channels), tile_size=tile_size, tta=tta,
                             overwrite=overwrite, composite=composite, device=device, amp=amp,
-                            memory_budget_mb=memory_mb, progress=sys.stderr.isatty())
+                            memory_budget_mb=memory_mb, progress=sys.stderr.isatty(), match_brightness=match_brightness)
     click.echo(f"{len(written)} prediction(s) in {out}")
 
 
@@ -177,7 +180,9 @@ def info(model: str, as_json: bool) -> None:
         + (f" (channels {bundle.input_channels} of each file)" if bundle.input_channels else ""),
         f"outputs: {', '.join(bundle.output_channel_names)}",
         f"normalization: input {bundle.input_normalizer.method}, target {bundle.target_normalizer.method}",
-        f"pixel size: {bundle.pixel_size_um if bundle.pixel_size_um else 'unknown'} µm",
+        f"pixel size: {bundle.pixel_size_um if bundle.pixel_size_um else 'unknown'} µm"
+        + (f" in, {cfg.scale}× super-resolved out" if cfg.scale > 1 else ""),
+        f"acquisition: {json.dumps(bundle.acquisition) if bundle.acquisition else 'not recorded'}",
         f"receptive field: {meta['receptive_field_px']} px, tiling margin {meta['tiling_margin_px']} px, "
         f"size multiple {meta['size_multiple']}",
         f"trained: {meta.get('created')}, virtualstain {meta.get('package_version')}, "
@@ -315,6 +320,29 @@ def simulate(phases: tuple[str, ...], out: str, synthetic: int, defocus_um: str,
         defocus_um=parse_values(defocus_um, "--defocus-um", 1.0), coherence=parse_values(coherence, "--coherence", 0.1))
     result = simulate_pairs(phases, out, settings, synthetic=synthetic, progress=True)
     click.echo(f"{len(result.pairs)} pairs → {result.manifest}")
+
+
+@cli.command("evaluate-sr")
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--model", "models", multiple=True, required=True, metavar="NAME=FOLDER",
+              help="A super-resolution model to judge, e.g. sr_unet=RUN/model (repeatable).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for metrics.csv, report.md.")
+@click.option("--no-baselines", is_flag=True, help="Skip the FFT-/DCT-/single-plane TIE baselines.")
+@click.option("--tile-size", type=int, default=None, help="Tile core in input px (0 = whole image).")
+def evaluate_sr(manifest: str, models: tuple[str, ...], out: str, no_baselines: bool, tile_size: int | None) -> None:
+    """Judge super-resolved phase (DL-SRQPI) on simulated pairs against the truth and TIE baselines."""
+    from .models.bundle import load_bundle
+    from .workflows.srqpi import evaluate_srqpi, write_srqpi_evaluation
+
+    bundles = {}
+    for item in models:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise UserError(f"--model {item!r}: write NAME=FOLDER, e.g. sr_unet=RUN/model")
+        bundles[name] = load_bundle(folder)
+    evaluation = evaluate_srqpi(manifest, bundles, baselines=not no_baselines, tile_size=tile_size, progress=True)
+    folder = write_srqpi_evaluation(evaluation, out)
+    click.echo((folder / "report.md").read_text(encoding="utf-8"))
 
 
 @cli.command()

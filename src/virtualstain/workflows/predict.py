@@ -115,7 +115,8 @@ def _check_acquisition(trained: dict, image: dict, source: str) -> None:
 
 def predict(bundle: ModelBundle, image: np.ndarray, *, tile_size: int | Sequence[int] | None = None,
             tta: bool = False, device: str | None = None, memory_budget_mb: float | None = None, amp: bool = False,
-            source: str = "<array>", pixel_size_um: float | None = None, progress: bool = False) -> np.ndarray:
+            source: str = "<array>", pixel_size_um: float | None = None, progress: bool = False,
+            match_brightness: bool = False) -> np.ndarray:
     """Predict the target channels for one image.
 
     Parameters
@@ -138,6 +139,10 @@ def predict(bundle: ModelBundle, image: np.ndarray, *, tile_size: int | Sequence
         Name used in error messages.
     pixel_size_um : float, optional
         The image's pixel size, checked against the model's.
+    match_brightness : bool
+        Scale each input channel so that its mean equals the training inputs' mean (DL-SRQPI's
+        brightness correction C = R·S̄/R̄): for bright-field images taken with another lamp power,
+        exposure or gain than the training data.
 
     Returns
     -------
@@ -146,6 +151,8 @@ def predict(bundle: ModelBundle, image: np.ndarray, *, tile_size: int | Sequence
     """
     image = np.asarray(image, np.float32)
     check_input(bundle, image, source, pixel_size_um)
+    if match_brightness:
+        image = _match_brightness(bundle, image, source)
     dev = pick_device(device)
     net = bundle.inference_network(dev)
     normalized = bundle.input_normalizer(image)
@@ -165,6 +172,19 @@ def predict(bundle: ModelBundle, image: np.ndarray, *, tile_size: int | Sequence
         out = out[(slice(None),) + tuple(slice(0, n * f) for n, f in zip(spatial, output_scale(bundle.config)))]
         total = total + apply_transform(out, k, flip, inverse=True)
     return bundle.target_normalizer.inverse(total / len(transforms))
+
+
+def _match_brightness(bundle: ModelBundle, image: np.ndarray, source: str) -> np.ndarray:
+    means = bundle.info.get("training", {}).get("input_mean")
+    if not means:
+        raise UserError(f"{source}: the model records no training input mean (trained by an older virtualstain); "
+                        "retrain it, or leave out --match-brightness")
+    means_now = image.reshape(image.shape[0], -1).mean(axis=1)
+    if (means_now <= 0).any():
+        raise UserError(f"{source}: --match-brightness needs a positive mean grey level in every channel "
+                        f"(means {means_now.tolist()}); subtract no offset that makes it ≤ 0")
+    shape = (-1,) + (1,) * (image.ndim - 1)
+    return (image * (np.asarray(means, np.float32).reshape(shape) / means_now.reshape(shape))).astype(np.float32)
 
 
 def write_composite(path: str | os.PathLike, image: np.ndarray, prediction: np.ndarray) -> Path:
@@ -204,7 +224,8 @@ def output_path(out_dir: Path, input_path: Path) -> Path:
 def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                   *, input_channels: list[int] | None = None, tile_size: int | None = None, tta: bool = False,
                   overwrite: bool = False, composite: bool = False, device: str | None = None,
-                  memory_budget_mb: float | None = None, amp: bool = False, progress: bool = True) -> list[Path]:
+                  memory_budget_mb: float | None = None, amp: bool = False, progress: bool = True,
+                  match_brightness: bool = False) -> list[Path]:
     """Predict many files; finished outputs are skipped unless ``overwrite``.
 
     Each output is a float32 OME-TIFF in the target's units named like its input, with
@@ -239,7 +260,7 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
         px = meta.pixel_size_um
         check_input(bundle, image, str(path), px, meta.description)
         pred = predict(bundle, image, tile_size=tile_size, tta=tta, device=device, memory_budget_mb=memory_budget_mb,
-                       amp=amp, source=str(path), pixel_size_um=px, progress=progress)
+                       amp=amp, source=str(path), pixel_size_um=px, progress=progress, match_brightness=match_brightness)
         out_px = (px or bundle.pixel_size_um or 0) / bundle.config.scale or None
         write_tiff(dest, pred, pixel_size_um=out_px, channel_names=bundle.output_channel_names,
                    description={"model": str(bundle.info.get("weights_sha256", ""))[:16], "source": path.name,

@@ -234,8 +234,9 @@ def _validation_pearson(bundle: ModelBundle, samples: list[Sample], plan: SplitP
 def evaluate_test_regions(bundle: ModelBundle, samples: list[Sample], plan: SplitPlan, out: Path) -> list[dict]:
     """Predict every test region, write input/prediction/target TIFFs, and judge them (``report.html``).
 
-    The judging is :func:`~virtualstain.workflows.evaluate.evaluate_files` with the inputs as baseline; its
-    ``metrics.csv`` gains a ``region`` column (the test region's bounds in its field, pixels).
+    The judging is :func:`~virtualstain.workflows.evaluate.evaluate_files` with the inputs as baseline (not
+    for super-resolution, whose inputs are on another grid: see :mod:`virtualstain.workflows.srqpi`); its
+    ``metrics.csv`` gains a ``region`` column (the test region's bounds in its field, input pixels).
     """
     regions = plan.of("test")
     bounds = {}
@@ -256,8 +257,8 @@ def evaluate_test_regions(bundle: ModelBundle, samples: list[Sample], plan: Spli
     if not regions:
         return []
     files = [out / "prediction" / n for n in bounds]
-    evaluation = evaluate_files(files, [out / "target" / n for n in bounds], inputs=[out / "input" / n for n in bounds],
-                                max_panels=4)
+    inputs = [out / "input" / n for n in bounds] if scale == 1 else None  # an LR input is no same-grid baseline
+    evaluation = evaluate_files(files, [out / "target" / n for n in bounds], inputs=inputs, max_panels=4)
     for row in evaluation.rows:
         row["region"] = bounds[row["image"]]
     write_evaluation(evaluation, out, title=f"Held-out test regions ({plan.description})")
@@ -345,7 +346,10 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
                            "manifest": str(manifest_path) if manifest_path else None,
                            "manifest_sha256": manifest_sha256(manifest_path, samples),
                            "split_mode": plan.mode, "split": plan.description,
-                           "n_samples": len(samples), **fit_info}},
+                           "n_samples": len(samples),
+                           "input_mean": [float(np.mean([samples[r.sample].input[r.slices()][c].mean()
+                                                         for r in train_regions])) for c in range(len(names_in))],
+                           **fit_info}},
     )
     val_r = _validation_pearson(bundle, samples, plan, config.training.val_max_size)
     bundle.info["validation"] = {"loss": fit_info["best_val_loss"], "loss_name": config.training.loss,
