@@ -93,3 +93,15 @@ def test_phase_maps_are_resampled_to_the_simulation_pixel_size_and_synthetic_cel
     assert np.array_equal(synthetic_phase(3, a, (64, 64)), synthetic_phase(3, a, (64, 64)))
     assert not np.allclose(synthetic_phase(1, a, (64, 64)), synthetic_phase(0, b, (64, 64)))
     assert not np.allclose(synthetic_phase(0, a, (64, 64)), synthetic_phase(1, a, (64, 64)))
+
+
+def test_synthetic_peak_phase_is_drawn_from_the_requested_range(tmp_path, capsys):
+    settings = SimulationSettings(wavelength_um=0.55, pixel_size_um=0.65, na=0.25, synthetic_peak_rad=[3.0, 5.0])
+    peaks = [synthetic_phase(i, settings, (64, 64)).max() for i in range(6)]
+    assert all(3.0 <= p <= 5.0 for p in peaks) and len({round(p, 6) for p in peaks}) == 6
+    plain = synthetic_phase(0, SimulationSettings(wavelength_um=0.55, pixel_size_um=0.65, na=0.25), (64, 64))
+    scaled = synthetic_phase(0, settings, (64, 64))
+    assert np.allclose(scaled / scaled.max(), plain / plain.max())  # the same cells, only scaled
+    assert main(["simulate", "--synthetic", "1", "--synthetic-peak-rad", "5:3", "--wavelength-um", "0.55",
+                 "--pixel-size-um", "0.65", "--na", "0.25", "--out", str(tmp_path / "sim")]) == 2
+    assert "--synthetic-peak-rad [5.0, 3.0]: give LOW:HIGH with 0 < LOW ≤ HIGH (rad)" in capsys.readouterr().err

@@ -21,7 +21,15 @@ from virtualstain.models.registry import build, make_config
 from virtualstain.workflows.config import config_from_dict
 from virtualstain.workflows.predict import predict, predict_files
 from virtualstain.workflows.simulate import SimulationSettings, simulate_pairs
-from virtualstain.workflows.srqpi import BASELINES, Optics, evaluate_srqpi, tie_baselines, upsample_bicubic
+from virtualstain.workflows.srqpi import (
+    BASELINES,
+    TIE_REGULARIZATIONS,
+    Optics,
+    evaluate_srqpi,
+    match_background,
+    tie_baselines,
+    upsample_bicubic,
+)
 from virtualstain.workflows.tiling import pad_to_multiple, predict_padded
 from virtualstain.workflows.train import train
 
@@ -168,9 +176,17 @@ def test_tie_baselines_recover_a_well_sampled_phase_and_bicubic_upsampling_is_gr
                                        coherence=0.0, padding="reflect")
     maps = tie_baselines(low, truth, Optics(defocus_um=1.0, coherence=0.0, binning=1, noise=0.0, na=0.25,
                                             wavelength_um=0.55, pixel_size_um=px))
+    other = optics.brightfield_intensity(truth, z_um=-1.0, wavelength_um=0.55, pixel_size_um=px, na_obj=0.25,
+                                         coherence=0.0, padding="reflect")  # the −z plane, noise-free
     for name in ("fft_tie", "dct_tie"):
-        scores = phase_scores(maps[name], truth)
+        phase, eps = maps[name]
+        scores = phase_scores(phase, truth)
         assert scores["ssim"] > 0.98 and scores["rmse_rad"] < 0.02, (name, scores)
+        each = [phase_scores(match_background(optics.tie_phase(np.stack([other, low]), [-1.0, 1.0], wavelength_um=0.55,
+                                                               pixel_size_um=px, solver=name[:3],
+                                                               regularization_per_um2=e), truth), truth)["ssim"]
+                for e in TIE_REGULARIZATIONS]
+        assert scores["ssim"] == pytest.approx(max(each)) and eps == TIE_REGULARIZATIONS[int(np.argmax(each))]
     # k× area binning then upsampling returns a smooth image (a half-pixel shift would not)
     smooth = np.exp(-((yy - 40) ** 2 + (xx - 45) ** 2) / (2 * 8.0 ** 2))
     back = upsample_bicubic(optics.bin_pixels(smooth, K), K)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The DL-SRQPI study of the README: simulate pairs, train sr_unet (one defocus, the z range, the S range)
 # and SRCNN, then judge them on held-out cells against the TIE baselines.
-#     bash examples/srqpi/run.sh OUT [../shared/data]      (≈ 1.5 h on 2 CPU cores; minutes on a GPU)
+#     bash examples/srqpi/run.sh OUT [../shared/data]      (≈ 2 h on 2 CPU cores)
 set -euo pipefail
 out=${1:?give an output folder}
 data=${2:-}
@@ -15,10 +15,10 @@ virtualstain simulate --synthetic 24 --defocus-um 5 --coherence 0:0.4 --seed 2 $
 # held-out cells
 virtualstain simulate --synthetic 6 --defocus-um 1:13 --coherence 0.2 --seed 100 $optics --out test_z
 virtualstain simulate --synthetic 6 --defocus-um 5 --coherence 0:0.4 --seed 101 $optics --out test_s
-virtualstain train z5/manifest.csv --config "$here/sr_unet.yaml" --out run_z5 --max-minutes 25
-virtualstain train z5/manifest.csv --config "$here/srcnn.yaml" --out run_srcnn --max-minutes 25
-virtualstain train zall/manifest.csv --config "$here/sr_unet.yaml" --out run_zall --max-minutes 25
-virtualstain train sall/manifest.csv --config "$here/sr_unet.yaml" --out run_sall --max-minutes 25
+virtualstain train z5/manifest.csv --config "$here/sr_unet.yaml" --out run_z5 --max-minutes 28
+virtualstain train z5/manifest.csv --config "$here/srcnn.yaml" --out run_srcnn --max-minutes 17
+virtualstain train zall/manifest.csv --config "$here/sr_unet.yaml" --out run_zall --max-minutes 14
+virtualstain train sall/manifest.csv --config "$here/sr_unet.yaml" --out run_sall --max-minutes 10
 (head -1 test_z/manifest.csv; grep "_z5_" test_z/manifest.csv) > test_z/manifest_z5.csv
 virtualstain evaluate-sr test_z/manifest_z5.csv --model sr_unet=run_z5/model --model srcnn=run_srcnn/model --out judged_z5
 virtualstain evaluate-sr test_z/manifest.csv --model sr_unet_z5=run_z5/model --model sr_unet_z1-13=run_zall/model \

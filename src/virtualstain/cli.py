@@ -310,14 +310,19 @@ def focus(stack: str, n_planes: int, measure: str, mode: str, out: str | None) -
 @click.option("--pixel-size-um", type=float, required=True, help="Pixel size of the high-resolution phase maps, µm.")
 @click.option("--na", type=float, required=True, help="Objective numerical aperture.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the noise and synthetic cells.")
+@click.option("--synthetic-peak-rad", help="LOW:HIGH: scale each synthetic field so that its largest phase is drawn "
+              "from this range (rad); default as generated (≈2.6 rad).")
 def simulate(phases: tuple[str, ...], out: str, synthetic: int, defocus_um: str, coherence: str, binning: int,
-             noise: float, wavelength_um: float, pixel_size_um: float, na: float, seed: int) -> None:
+             noise: float, wavelength_um: float, pixel_size_um: float, na: float, seed: int,
+             synthetic_peak_rad: str | None) -> None:
     """Low-resolution bright-field / high-resolution phase training pairs from phase maps (DL-SRQPI)."""
     from .workflows.simulate import SimulationSettings, parse_values, simulate_pairs
 
     settings = SimulationSettings(
         wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, na=na, binning=binning, noise=noise, seed=seed,
-        defocus_um=parse_values(defocus_um, "--defocus-um", 1.0), coherence=parse_values(coherence, "--coherence", 0.1))
+        defocus_um=parse_values(defocus_um, "--defocus-um", 1.0), coherence=parse_values(coherence, "--coherence", 0.1),
+        synthetic_peak_rad=_floats(synthetic_peak_rad.replace(":", ","), "--synthetic-peak-rad")
+        if synthetic_peak_rad else None)
     result = simulate_pairs(phases, out, settings, synthetic=synthetic, progress=True)
     click.echo(f"{len(result.pairs)} pairs → {result.manifest}")
 

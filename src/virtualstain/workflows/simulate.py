@@ -58,6 +58,9 @@ class SimulationSettings:
         Refractive index of the medium.
     seed : int
         Seed of the noise (and of the synthetic cells).
+    synthetic_peak_rad : list of float, optional
+        ``[low, high]``: each synthetic field is scaled so that its largest phase is drawn uniformly
+        from this range (rad), to cover thicker or thinner cells than the generator's ≈2.6 rad.
     """
 
     wavelength_um: float
@@ -69,6 +72,7 @@ class SimulationSettings:
     noise: float = 0.01
     medium_index: float = 1.0
     seed: int = 0
+    synthetic_peak_rad: list[float] | None = None
 
 
 def parse_values(text: str, flag: str, step: float) -> list[float]:
@@ -112,10 +116,14 @@ def synthetic_cell_radius_px(pixel_size_um: float) -> float:
 
 def synthetic_phase(index: int, settings: SimulationSettings, shape: tuple[int, int]) -> np.ndarray:
     """Noise-free phase (rad) of synthetic field ``index`` for ``settings.seed``; unique per (seed, index)."""
-    seed = int(np.random.SeedSequence([settings.seed, index]).generate_state(1)[0])
-    cells = make_field(shape, seed=seed, modality="phase", noise=0.0,
+    state = np.random.SeedSequence([settings.seed, index]).generate_state(2)
+    cells = make_field(shape, seed=int(state[0]), modality="phase", noise=0.0,
                        cell_radius_px=synthetic_cell_radius_px(settings.pixel_size_um))
-    return cells.input[0].astype(np.float64)
+    phase = cells.input[0].astype(np.float64)
+    if settings.synthetic_peak_rad:
+        low, high = settings.synthetic_peak_rad
+        phase *= np.random.default_rng(int(state[1])).uniform(low, high) / phase.max()
+    return phase
 
 
 def read_phase_map(path: str | os.PathLike, pixel_size_um: float) -> np.ndarray:
@@ -156,6 +164,9 @@ def _check(settings: SimulationSettings) -> None:
         raise UserError(f"--binning {settings.binning} must be a positive integer")
     if settings.noise < 0:
         raise UserError(f"--noise {settings.noise} must be ≥ 0")
+    peak = settings.synthetic_peak_rad
+    if peak is not None and not (len(peak) == 2 and 0 < peak[0] <= peak[1]):
+        raise UserError(f"--synthetic-peak-rad {peak}: give LOW:HIGH with 0 < LOW ≤ HIGH (rad)")
 
 
 @dataclass
