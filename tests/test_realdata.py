@@ -12,7 +12,10 @@ pytestmark = pytest.mark.realdata
 
 
 def test_frm_phase_to_hoechst_short_training(tmp_path, data_dir, capsys):
-    """One minute of CPU training on the left of the field already predicts the right (held out)."""
+    """A few epochs of CPU training (about a minute) on the left of the field already predict the right (held out).
+
+    A fixed number of epochs, not a wall-clock budget, so that a busy machine cannot fail the test.
+    """
     frm = data_dir / "frm_phase_hoechst"
     if not frm.exists():
         pytest.skip(f"{frm} absent")
@@ -21,9 +24,8 @@ def test_frm_phase_to_hoechst_short_training(tmp_path, data_dir, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model: {architecture: pics}\n"
                    "data: {patch_size: [128, 128], min_signal_fraction: 0.02}\n"
-                   "training: {batch_size: 8, patches_per_epoch: 64, max_epochs: 200, progress_bar: false}\n")
-    assert main(["train", str(manifest), "--out", str(tmp_path / "run"), "--config", str(cfg),
-                 "--max-minutes", "1"]) == 0
+                   "training: {batch_size: 8, patches_per_epoch: 64, max_epochs: 10, progress_bar: false}\n")
+    assert main(["train", str(manifest), "--out", str(tmp_path / "run"), "--config", str(cfg)]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["split_mode"] == "spatial"
     splits = json.loads((tmp_path / "run" / "splits.json").read_text())
