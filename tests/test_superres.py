@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from virtualstain import optics
+from virtualstain.cli import main
 from virtualstain.data.io import read_image, write_tiff
 from virtualstain.data.patches import PatchSampler
 from virtualstain.data.samples import read_manifest
@@ -140,7 +141,7 @@ def test_tiny_sr_model_trains_and_predicts_k_times_larger_with_shapes_and_pixel_
     assert not np.allclose(predict(bundle, 3 * low[None]), matched, atol=1e-2)
 
 
-def test_sr_model_refuses_other_binning_or_pixel_size_and_warns_outside_its_defocus_range(tiny_sr_run):
+def test_sr_model_refuses_other_binning_or_pixel_size_and_warns_outside_its_defocus_range(tiny_sr_run, capsys):
     folder, simulation, result = tiny_sr_run
     low, meta = read_image(folder / "sim" / "lr" / "synthetic0_000_z4_s0.tif")
     write_tiff(folder / "bin2.tif", low[None], pixel_size_um=2.6, description={**meta.description, "binning": 2})
@@ -155,6 +156,11 @@ def test_sr_model_refuses_other_binning_or_pixel_size_and_warns_outside_its_defo
     with pytest.warns(UserWarning, match=r"defocus_um 12 µm is outside the model's trained range 4…6 µm"):
         predict_files(result.model_dir, [folder / "z12.tif"], folder / "p3", progress=False)
     assert not list((folder / "p1").glob("*.tif")) and not list((folder / "p2").glob("*.tif"))  # nothing half-written
+    # the command line shows it as one line, then predicts
+    write_tiff(folder / "s03.tif", low[None], pixel_size_um=2.6, description={**meta.description, "coherence": 0.3})
+    assert main(["predict", str(result.model_dir), str(folder / "s03.tif"), "--out", str(folder / "p4")]) == 0
+    assert ("warning: " + str(folder / "s03.tif") + ": coherence 0.3 is outside the model's training value 0; "
+            "expect lower accuracy") in capsys.readouterr().err
 
 
 def test_evaluate_srqpi_scores_models_and_every_baseline(tiny_sr_run):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+import warnings
 
 import click
 
@@ -401,10 +402,23 @@ def demo(out: str, data: str | None, minutes: float, epochs: int | None) -> None
     click.echo(f"report: {summary['report']} and {out}/report.md ({summary['total_seconds']} s)")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our own warnings (e.g. a defocus outside the trained range) as one ``warning:`` line."""
+    if issubclass(category, UserWarning) and "virtualstain" in str(filename):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command, map errors to exit codes (2 user error, 1 bug)."""
     try:
-        cli.main(args=argv, prog_name="virtualstain", standalone_mode=False)
+        with warnings.catch_warnings():  # restores the default display afterwards
+            warnings.showwarning = _show_warning
+            cli.main(args=argv, prog_name="virtualstain", standalone_mode=False)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2

@@ -108,9 +108,9 @@ def _check_acquisition(trained: dict, image: dict, source: str) -> None:
         if isinstance(value, (int, float)) and span is not None:
             lo, hi = (span, span) if isinstance(span, (int, float)) else span
             if not lo - 1e-9 <= value <= hi + 1e-9:
-                warnings.warn(f"{source}: {key} {value:g}{unit} is outside the model's trained range "
-                              f"{lo:g}…{hi:g}{unit}; expect lower accuracy (see the generalisation tables)",
-                              stacklevel=3)
+                seen = f"training value {lo:g}{unit}" if lo == hi else f"trained range {lo:g}…{hi:g}{unit}"
+                warnings.warn(f"{source}: {key} {value:g}{unit} is outside the model's {seen}; expect lower "
+                              "accuracy (see the generalisation tables), or train over this range", stacklevel=3)
 
 
 def predict(bundle: ModelBundle, image: np.ndarray, *, tile_size: int | Sequence[int] | None = None,
