@@ -212,3 +212,23 @@ def test_phase_scores_are_analytic_for_identity_and_scaling():
     assert scaled["psnr_db"] == pytest.approx(10 * np.log10(2.0 ** 2 / scaled["rmse_rad"] ** 2))
     with pytest.raises(ValueError, match="the true phase map is constant"):
         phase_scores(truth, np.ones_like(truth))
+
+
+def test_evaluate_sr_cli_refuses_bad_models_and_pairs_without_simulation_metadata(tiny_sr_run, tmp_path, capsys):
+    folder, simulation, result = tiny_sr_run
+    assert main(["evaluate-sr", str(simulation.manifest), "--model", str(result.model_dir),
+                 "--out", str(tmp_path / "e1")]) == 2
+    assert "write NAME=FOLDER, e.g. sr_unet=RUN/model" in capsys.readouterr().err
+    low, _ = read_image(folder / "sim" / "lr" / "synthetic0_000_z4_s0.tif")
+    write_tiff(tmp_path / "plain.tif", low[None], pixel_size_um=2.6)  # no simulation parameters
+    (tmp_path / "m.csv").write_text(f"input,target,scale\nplain.tif,{folder / 'sim' / 'hr' / 'synthetic0_000_z4_s0.tif'},4\n")
+    assert main(["evaluate-sr", str(tmp_path / "m.csv"), "--model", f"tiny={result.model_dir}",
+                 "--out", str(tmp_path / "e2")]) == 2
+    err = capsys.readouterr().err
+    assert "plain.tif: no ['defocus_um', 'coherence', 'binning', 'noise', 'na', 'wavelength_um'] in the image" in err
+    assert not (tmp_path / "e2" / "metrics.csv").exists()
+    assert main(["evaluate-sr", str(tmp_path / "m.csv"), "--model", f"tiny={result.model_dir}", "--no-baselines",
+                 "--out", str(tmp_path / "e3")]) == 0  # a model alone needs no simulation parameters
+    with open(tmp_path / "e3" / "metrics.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["method"] == "tiny" and -1 <= float(row["ssim"]) <= 1

@@ -123,9 +123,12 @@ class SRQPIEvaluation:
     rows: list[dict] = field(default_factory=list)
 
     def table(self, by: str | None = None) -> dict:
-        """Mean of every metric per method (``by=None``), or per method and ``defocus_um``/``coherence``."""
+        """Mean of every metric per method (``by=None``), or per method and ``defocus_um``/``coherence``
+        (rows whose image does not record it are left out of that table)."""
         out: dict = {}
         for row in self.rows:
+            if by is not None and row[by] is None:
+                continue
             key = row["method"] if by is None else (row["method"], row[by])
             out.setdefault(key, []).append([row[m] for m in METRICS])
         return {key: dict(zip(METRICS, np.nanmean(np.array(v, float), axis=0).tolist())) for key, v in out.items()}
@@ -171,14 +174,16 @@ def evaluate_srqpi(manifest: str | os.PathLike, models: Mapping[str, ModelBundle
     result = SRQPIEvaluation()
     for index, sample in enumerate(tqdm(samples, desc="evaluate", unit="image", disable=not progress)):
         truth = sample.target[0].astype(np.float64)
-        optics = Optics.from_description(sample.input_description, sample.pixel_size_um, sample.input_paths[0])
-        maps = {name: (predict(bundle, sample.input, tile_size=tile_size, source=sample.input_paths[0],
+        where = sample.input_paths[0] if sample.input_paths else sample.source
+        description = sample.input_description
+        maps = {name: (predict(bundle, sample.input, tile_size=tile_size, source=where,
                                pixel_size_um=sample.pixel_size_um)[0], None) for name, bundle in models.items()}
         if baselines:
+            optics = Optics.from_description(description, sample.pixel_size_um, where)
             maps.update(tie_baselines(sample.input[0].astype(np.float64), truth, optics, seed=index))
         for method, (phase, eps) in maps.items():
-            result.rows.append({"image": sample.name, "method": method, "defocus_um": optics.defocus_um,
-                                "coherence": optics.coherence, **phase_scores(phase, truth),
+            result.rows.append({"image": sample.name, "method": method, "defocus_um": description.get("defocus_um"),
+                                "coherence": description.get("coherence"), **phase_scores(phase, truth),
                                 "regularization_per_um2": eps})
     return result
 
