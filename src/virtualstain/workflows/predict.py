@@ -116,7 +116,7 @@ def _check_acquisition(trained: dict, image: dict, source: str) -> None:
 def predict(bundle: ModelBundle, image: np.ndarray, *, tile_size: int | Sequence[int] | None = None,
             tta: bool = False, device: str | None = None, memory_budget_mb: float | None = None, amp: bool = False,
             source: str = "<array>", pixel_size_um: float | None = None, progress: bool = False,
-            match_brightness: bool = False) -> np.ndarray:
+            match_brightness: bool = False, description: dict | None = None) -> np.ndarray:
     """Predict the target channels for one image.
 
     Parameters
@@ -139,6 +139,8 @@ def predict(bundle: ModelBundle, image: np.ndarray, *, tile_size: int | Sequence
         Name used in error messages.
     pixel_size_um : float, optional
         The image's pixel size, checked against the model's.
+    description : dict, optional
+        The image file's metadata (binning, wavelength, defocus…), checked by :func:`check_input`.
     match_brightness : bool
         Scale each input channel so that its mean equals the training inputs' mean (DL-SRQPI's
         brightness correction C = R·S̄/R̄): for bright-field images taken with another lamp power,
@@ -150,7 +152,7 @@ def predict(bundle: ModelBundle, image: np.ndarray, *, tile_size: int | Sequence
         ``(C_out, ...)`` float32 prediction in the target's units.
     """
     image = np.asarray(image, np.float32)
-    check_input(bundle, image, source, pixel_size_um)
+    check_input(bundle, image, source, pixel_size_um, description)
     if match_brightness:
         image = _match_brightness(bundle, image, source)
     dev = pick_device(device)
@@ -258,9 +260,9 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
         image, meta = load_input(path, bundle.config.spatial_dims, channels,
                                  bundle.input_channel_names if input_channels is None else None)
         px = meta.pixel_size_um
-        check_input(bundle, image, str(path), px, meta.description)
         pred = predict(bundle, image, tile_size=tile_size, tta=tta, device=device, memory_budget_mb=memory_budget_mb,
-                       amp=amp, source=str(path), pixel_size_um=px, progress=progress, match_brightness=match_brightness)
+                       amp=amp, source=str(path), pixel_size_um=px, progress=progress, match_brightness=match_brightness,
+                       description=meta.description)
         out_px = (px or bundle.pixel_size_um or 0) / bundle.config.scale or None
         write_tiff(dest, pred, pixel_size_um=out_px, channel_names=bundle.output_channel_names,
                    description={"model": str(bundle.info.get("weights_sha256", ""))[:16], "source": path.name,
