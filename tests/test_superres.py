@@ -139,6 +139,10 @@ def test_tiny_sr_model_trains_and_predicts_k_times_larger_with_shapes_and_pixel_
     matched = predict(bundle, low[None], match_brightness=True)
     assert np.allclose(predict(bundle, 3 * low[None], match_brightness=True), matched, atol=1e-4)
     assert not np.allclose(predict(bundle, 3 * low[None]), matched, atol=1e-2)
+    del bundle.info["training"]["input_mean"]  # a model from before the mean was recorded
+    with pytest.raises(UserError, match="the model records no training input mean .*; retrain it, or leave out "
+                                        "--match-brightness"):
+        predict(bundle, low[None], match_brightness=True, source="old")
 
 
 def test_sr_model_refuses_other_binning_or_pixel_size_and_warns_outside_its_defocus_range(tiny_sr_run, capsys):
