@@ -57,7 +57,7 @@ def frm_sliding_window(net, image: np.ndarray, device, window=256, stride=64, bo
 
 
 def run_one(method: str, size: int, device: str, repeats: int) -> dict:
-    from virtualstain.workflows.tiling import DEFAULT_CPU_BUDGET_MB, auto_tile_size, predict_padded
+    from virtualstain.inference.tiling import DEFAULT_CPU_BUDGET_MB, auto_tile_size, predict_padded
 
     dev = torch.device(device)
     net = _network(dev, prepared=method != "plain")

@@ -44,9 +44,9 @@ def _best(fn, repeats: int) -> float:
 
 
 def main() -> None:
+    from virtualstain.inference.predict import predict
     from virtualstain.optics import tie_phase
-    from virtualstain.workflows.predict import predict
-    from virtualstain.workflows.srqpi import upsample_bicubic
+    from virtualstain.workflows.srqpi.evaluate import upsample_bicubic
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model")

@@ -37,8 +37,8 @@ def bare_loop(steps: int, batch: int, device: str) -> float:
 
 def workflow(steps: int, batch: int) -> tuple[float, float]:
     from virtualstain.data.synthetic import write_dataset
-    from virtualstain.workflows.config import config_from_dict
-    from virtualstain.workflows.train import train
+    from virtualstain.training.config import config_from_dict
+    from virtualstain.workflows.stain.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         manifest = write_dataset(f"{tmp}/data", n_fields=4, shape=(256, 256))

@@ -48,7 +48,7 @@ def synthetic_manifest(tmp_path_factory) -> Path:
 
 
 def tiny_config(**training):
-    from virtualstain.workflows.config import config_from_dict
+    from virtualstain.training.config import config_from_dict
 
     t = {"max_epochs": 2, "patches_per_epoch": 8, "batch_size": 4, "progress_bar": False, "early_stopping_patience": None}
     t.update(training)
@@ -58,6 +58,6 @@ def tiny_config(**training):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, synthetic_manifest):
     """A tiny model trained once for the session (seconds on CPU)."""
-    from virtualstain.workflows.train import train
+    from virtualstain.workflows.stain.train import train
 
     return train(synthetic_manifest, tmp_path_factory.mktemp("run"), tiny_config())

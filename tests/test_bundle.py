@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from virtualstain.errors import UserError
+from virtualstain.inference.predict import predict
 from virtualstain.models.bundle import load_bundle, save_bundle
-from virtualstain.workflows.predict import predict
 
 
 def test_bundle_records_everything_and_reloads_identically(trained_run, rng):
     meta = json.loads((trained_run.model_dir / "model.json").read_text())
-    for key in ("architecture", "unet", "input_channel_names", "output_channel_names", "normalization",
+    for key in ("architecture", "network", "input_channel_names", "output_channel_names", "normalization",
                 "pixel_size_um", "tiling_margin_px", "receptive_field_px", "package_version", "created",
                 "weights_sha256", "validation", "training"):
         assert key in meta, key

@@ -134,14 +134,14 @@ def test_resume_after_kill_9(tmp_path, synthetic_manifest):
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(data))
     assert main(["train", str(synthetic_manifest), "--out", str(run), "--config", str(changed)]) == 2
-    from virtualstain.workflows.config import load_config
-    from virtualstain.workflows.train import train
+    from virtualstain.training.config import load_config
+    from virtualstain.workflows.stain.train import train
 
     config = load_config(cfg)
     config.training.max_epochs = epoch_at_kill + 2  # the budget may change between resumes
     result = train(synthetic_manifest, run, config)
-    assert result.summary["resumed_from"] == str(last)
-    assert result.summary["epochs"] == epoch_at_kill + 2  # continued, not restarted
+    assert result.summary.resumed_from == str(last)
+    assert result.summary.epochs == epoch_at_kill + 2  # continued, not restarted
     log = (run / "log" / "metrics.csv").read_text().splitlines()
     assert len(log) > 2 * (epoch_at_kill + 1)  # the log kept the epochs before the kill
 
@@ -150,12 +150,12 @@ def test_resume_after_kill_9(tmp_path, synthetic_manifest):
 def test_ddp_on_two_cpu_processes(tmp_path, synthetic_manifest):
     from conftest import tiny_config
 
-    from virtualstain.workflows.train import train
+    from virtualstain.workflows.stain.train import train
 
     cfg = tiny_config(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1)
     result = train(synthetic_manifest, tmp_path / "ddp", cfg)
     assert (result.model_dir / "weights.safetensors").exists()
-    assert result.summary["epochs"] >= 1
+    assert result.summary.epochs >= 1
 
 
 def test_planes_chosen_in_the_manifest_are_reused_by_predict(tmp_path, capsys):
@@ -184,7 +184,7 @@ def test_planes_chosen_in_the_manifest_are_reused_by_predict(tmp_path, capsys):
 
 
 def test_a_bug_exits_1_with_a_traceback(tmp_path, monkeypatch, capsys):
-    import virtualstain.workflows.evaluate as evaluate
+    import virtualstain.workflows.stain.evaluate as evaluate
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")

@@ -14,8 +14,8 @@ from virtualstain.analysis import FEATURES
 from virtualstain.analysis.readouts import readout_for
 from virtualstain.cli import main
 from virtualstain.data.io import write_tiff
-from virtualstain.report.verdicts import verdicts
-from virtualstain.workflows.evaluate import COLUMNS
+from virtualstain.evaluation.verdicts import verdicts
+from virtualstain.workflows.stain.evaluate import COLUMNS
 
 CENTRES = [(20 + 40 * i, 20 + 40 * j) for i in range(2) for j in range(5)]  # 10 nuclei on a grid
 

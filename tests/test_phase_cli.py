@@ -13,7 +13,7 @@ import tifffile
 from virtualstain import optics
 from virtualstain.cli import main
 from virtualstain.data.io import read_image, write_labels, write_tiff
-from virtualstain.workflows.phase import write_phase
+from virtualstain.data.phase_maps import write_phase_map
 
 
 def read_csv(path):
@@ -24,7 +24,7 @@ def read_csv(path):
 def sphere_file(tmp_path, name="sphere.tif", wavelength_um=0.633, px=0.1):
     phase = optics.sphere_phase((128, 128), radius_um=5.0, delta_n=0.02, wavelength_um=wavelength_um,
                                 pixel_size_um=px, supersample=4)
-    return write_phase(tmp_path / name, phase, wavelength_um=wavelength_um, pixel_size_um=px, method="test"), phase
+    return write_phase_map(tmp_path / name, phase, wavelength_um=wavelength_um, pixel_size_um=px, method="test"), phase
 
 
 def test_phase_shifting_cli_writes_unwrapped_phase_with_metadata(tmp_path, capsys):
@@ -100,7 +100,7 @@ def test_drymass_cli_compartments(tmp_path):
     px, lam = 0.5, 0.6
     phase = np.zeros((40, 60))
     phase[5:20, 5:30], phase[8:14, 10:20] = 1.0, 3.0  # cytoplasm 1 rad, nucleus 3 rad
-    write_phase(tmp_path / "p.tif", phase, wavelength_um=lam, pixel_size_um=px, method="test")
+    write_phase_map(tmp_path / "p.tif", phase, wavelength_um=lam, pixel_size_um=px, method="test")
     cells, nuclei = np.zeros((40, 60), np.uint16), np.zeros((40, 60), np.uint16)
     cells[5:20, 5:30], nuclei[8:14, 10:20] = 1, 1
     write_labels(tmp_path / "c.tif", cells)

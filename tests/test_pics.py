@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from virtualstain.analysis.compartments import compartment_agreement
 from virtualstain.optics import sphere_phase
-from virtualstain.workflows.pics import compartment_agreement
 
 
 def _field():

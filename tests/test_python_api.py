@@ -7,7 +7,7 @@ import virtualstain as vs
 from virtualstain.data.io import write_tiff
 from virtualstain.data.samples import samples_from_arrays
 from virtualstain.data.synthetic import make_field
-from virtualstain.workflows.config import config_from_dict
+from virtualstain.training.config import config_from_dict
 
 
 def test_train_and_predict_3d_from_arrays(tmp_path):
@@ -20,7 +20,7 @@ def test_train_and_predict_3d_from_arrays(tmp_path):
         "training": {"max_epochs": 2, "patches_per_epoch": 4, "batch_size": 2, "progress_bar": False},
     })
     result = vs.train(samples, tmp_path / "run", cfg)
-    assert result.summary["split_mode"] == "explicit" and result.test_rows[0]["image"] == "array2.tif"
+    assert result.summary.split_mode == "explicit" and result.test_rows[0]["image"] == "array2.tif"
     model = vs.load_model(result.model_dir)
     assert model.config.spatial_dims == 3 and model.config.size_multiple() == (1, 4, 4)
     volume = make_field((5, 37, 41), seed=9).input  # odd shape: padded and cropped back

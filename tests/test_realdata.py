@@ -71,7 +71,7 @@ def test_isl_stack_planes_and_multi_stain_targets_load(data_dir):
 def test_demo_data_option_builds_a_manifest_for_the_shared_data(tmp_path, data_dir):
     from virtualstain.data.samples import read_manifest
     from virtualstain.errors import UserError
-    from virtualstain.workflows.demo import _manifest_for
+    from virtualstain.workflows.stain.demo import _manifest_for
 
     if not (data_dir / "frm_phase_hoechst").exists():
         pytest.skip("frm_phase_hoechst absent")

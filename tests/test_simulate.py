@@ -10,12 +10,12 @@ import tifffile
 from virtualstain import optics
 from virtualstain.cli import main
 from virtualstain.data.io import read_image, write_tiff
+from virtualstain.data.phase_maps import write_phase_map
 from virtualstain.errors import UserError
-from virtualstain.workflows.phase import write_phase
-from virtualstain.workflows.simulate import (
+from virtualstain.workflows.srqpi.simulate import (
     SimulationSettings,
     parse_values,
-    read_phase_map,
+    resampled_phase_map,
     simulate_intensity,
     synthetic_phase,
 )
@@ -47,7 +47,7 @@ def test_parse_values_gives_single_values_and_ranges():
 
 
 def test_simulate_cli_writes_pairs_manifest_and_metadata(tmp_path, capsys):
-    write_phase(tmp_path / "cell.tif", _phase(66), wavelength_um=0.55, pixel_size_um=0.2, method="test")
+    write_phase_map(tmp_path / "cell.tif", _phase(66), wavelength_um=0.55, pixel_size_um=0.2, method="test")
     out = tmp_path / "sim"
     assert main(["simulate", str(tmp_path / "cell.tif"), "--synthetic", "1", "--out", str(out), "--defocus-um", "1:2",
                  "--coherence", "0:0.1", "--wavelength-um", "0.55", "--pixel-size-um", "0.2", "--na", "0.4"]) == 0
@@ -81,14 +81,14 @@ def test_simulate_refuses_bad_settings_before_writing(tmp_path, capsys):
 
 def test_phase_maps_are_resampled_to_the_simulation_pixel_size_and_synthetic_cells_differ_by_seed(tmp_path):
     phase = _phase(128)  # 0.2 µm pixels
-    write_phase(tmp_path / "fine.tif", phase, wavelength_um=0.55, pixel_size_um=0.2, method="test")
-    coarse = read_phase_map(tmp_path / "fine.tif", pixel_size_um=0.4)
+    write_phase_map(tmp_path / "fine.tif", phase, wavelength_um=0.55, pixel_size_um=0.2, method="test")
+    coarse = resampled_phase_map(tmp_path / "fine.tif", pixel_size_um=0.4)
     assert coarse.shape == (64, 64)
     # the integrated phase (a dry-mass proxy) is kept: Σφ·area
     assert coarse.sum() * 0.4 ** 2 == pytest.approx(phase.sum() * 0.2 ** 2, rel=1e-3)
     write_tiff(tmp_path / "deg.tif", phase[None], pixel_size_um=0.2, description={"unit": "deg"})
     with pytest.raises(UserError, match="the phase map is in 'deg'; give phase in radians"):
-        read_phase_map(tmp_path / "deg.tif", 0.2)
+        resampled_phase_map(tmp_path / "deg.tif", 0.2)
     a, b = (SimulationSettings(wavelength_um=0.55, pixel_size_um=0.65, na=0.25, seed=seed) for seed in (0, 1))
     assert np.array_equal(synthetic_phase(3, a, (64, 64)), synthetic_phase(3, a, (64, 64)))
     assert not np.allclose(synthetic_phase(1, a, (64, 64)), synthetic_phase(0, b, (64, 64)))

@@ -12,7 +12,7 @@ from virtualstain.data.samples import samples_from_arrays
 from virtualstain.data.splits import Region, SplitPlan, plan_splits
 from virtualstain.data.synthetic import make_field
 from virtualstain.errors import UserError
-from virtualstain.workflows.study import region_samples, run_study, training_subset
+from virtualstain.workflows.stain.study import region_samples, run_study, training_subset
 
 
 def test_training_subsets_crop_one_field_or_choose_whole_fields():

@@ -15,14 +15,14 @@ from virtualstain.data.patches import PatchSampler
 from virtualstain.data.samples import read_manifest
 from virtualstain.data.splits import Region
 from virtualstain.errors import UserError
+from virtualstain.inference.predict import predict
+from virtualstain.inference.tiling import pad_to_multiple, predict_padded
 from virtualstain.metrics import phase_scores
 from virtualstain.models.bundle import load_bundle
 from virtualstain.models.receptive_field import receptive_field_reach
 from virtualstain.models.registry import build, make_config
-from virtualstain.workflows.config import config_from_dict
-from virtualstain.workflows.predict import predict, predict_files
-from virtualstain.workflows.simulate import SimulationSettings, simulate_pairs
-from virtualstain.workflows.srqpi import (
+from virtualstain.training.config import config_from_dict
+from virtualstain.workflows.srqpi.evaluate import (
     BASELINES,
     TIE_REGULARIZATIONS,
     Optics,
@@ -31,8 +31,9 @@ from virtualstain.workflows.srqpi import (
     tie_baselines,
     upsample_bicubic,
 )
-from virtualstain.workflows.tiling import pad_to_multiple, predict_padded
-from virtualstain.workflows.train import train
+from virtualstain.workflows.srqpi.simulate import SimulationSettings, simulate_pairs
+from virtualstain.workflows.stain.predict import predict_files
+from virtualstain.workflows.stain.train import train
 
 K = 4
 
@@ -82,7 +83,7 @@ def _pair_files(tmp_path, scale_column: str | None):
 def test_manifest_scale_pairs_lr_patches_with_the_hr_patches_of_the_same_field(tmp_path):
     (sample,) = read_manifest(_pair_files(tmp_path, "4"))
     assert sample.scale == K and sample.input.shape == (1, 16, 12) and sample.target.shape == (1, 64, 48)
-    assert sample.input_description["binning"] == K
+    assert sample.acquisition.binning == K
     region = Region(0, "train", ((0, 16), (0, 12)))
     sampler = PatchSampler([sample.input], [sample.target], [region], (4, 4), min_signal_fraction=0.5, scale=K,
                            max_tries=200)
@@ -121,7 +122,7 @@ def test_tiny_sr_model_trains_and_predicts_k_times_larger_with_shapes_and_pixel_
         rows = list(csv.DictReader(fh))
     assert {r["scale"] for r in rows} == {"4"} and {r["pixel_size_um"] for r in rows} == {"2.6"}
     meta = json.loads((result.model_dir / "model.json").read_text())
-    assert meta["scale"] == K and meta["unet"]["scale"] == K and meta["architecture"] == "sr_unet"
+    assert meta["scale"] == K and meta["network"]["scale"] == K and meta["architecture"] == "sr_unet"
     assert meta["pixel_size_um"] == pytest.approx(2.6) and meta["output_pixel_size_um"] == pytest.approx(0.65)
     assert meta["acquisition"] == {"binning": 4, "wavelength_um": 0.55, "na": 0.25, "defocus_um": [4.0, 6.0],
                                    "coherence": 0.0, "noise": 0.01}
@@ -134,12 +135,12 @@ def test_tiny_sr_model_trains_and_predicts_k_times_larger_with_shapes_and_pixel_
     # brightness correction (C = R·S̄/R̄): a 3× brighter image gives the same phase once matched
     bundle = load_bundle(result.model_dir)
     low, _ = read_image(lr)
-    means = bundle.info["training"]["input_mean"]
+    means = bundle.training.input_mean
     assert len(means) == 1 and 0.9 < means[0] < 1.1  # an empty field is 1
     matched = predict(bundle, low[None], match_brightness=True)
     assert np.allclose(predict(bundle, 3 * low[None], match_brightness=True), matched, atol=1e-4)
     assert not np.allclose(predict(bundle, 3 * low[None]), matched, atol=1e-2)
-    del bundle.info["training"]["input_mean"]  # a model from before the mean was recorded
+    bundle.training.input_mean = []  # a model from before the mean was recorded
     with pytest.raises(UserError, match="the model records no training input mean .*; retrain it, or leave out "
                                         "--match-brightness"):
         predict(bundle, low[None], match_brightness=True, source="old")

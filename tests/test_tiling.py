@@ -4,10 +4,10 @@ import numpy as np
 import torch
 
 from virtualstain.data.normalization import Normalizer
+from virtualstain.inference.predict import predict
+from virtualstain.inference.tiling import auto_tile_size, count_tiles, pad_to_multiple
 from virtualstain.models.bundle import ModelBundle
 from virtualstain.models.registry import build, make_config
-from virtualstain.workflows.predict import predict
-from virtualstain.workflows.tiling import auto_tile_size, count_tiles, pad_to_multiple
 
 
 def _bundle(spatial_dims, **kw):
@@ -65,10 +65,10 @@ def test_tta_is_equivariant(rng):
 
 
 def test_auto_tiles_fit_the_budget_with_least_work():
-    from virtualstain.workflows.tiling import _axis_cost, bytes_per_pixel
+    from virtualstain.inference.tiling import _axis_cost
 
     cfg = make_config("pics", 1, 1)
-    per_px = bytes_per_pixel(cfg)
+    per_px = cfg.bytes_per_pixel()
     assert auto_tile_size(cfg, 10 * 2048 ** 2 * per_px / 2 ** 20, (2048, 2048)) == (2048, 2048)  # fits whole
     budget_mb = 2048 * 1200 * per_px / 2 ** 20  # room for a 2048 × 1200 window, not for the whole image
     core = auto_tile_size(cfg, budget_mb, (2048, 2048))

@@ -9,9 +9,9 @@ from virtualstain.data.patches import PatchSampler
 from virtualstain.data.samples import samples_from_arrays
 from virtualstain.data.splits import plan_splits
 from virtualstain.models.registry import build, make_config
-from virtualstain.workflows.config import TrainConfig, config_from_dict
-from virtualstain.workflows.lightning_module import PatchDataset, RegionDataset, VirtualStainModule
-from virtualstain.workflows.losses import LOSSES
+from virtualstain.training.config import TrainConfig, config_from_dict
+from virtualstain.training.lightning_module import PatchDataset, RegionDataset, VirtualStainModule
+from virtualstain.training.losses import LOSSES
 
 
 def test_losses_match_independent_formulas(rng):
@@ -59,7 +59,7 @@ def test_region_dataset_pads_inputs_and_keeps_targets(rng):
     x = rng.normal(size=(1, 50, 70)).astype(np.float32)
     samples = samples_from_arrays([x], [x.copy()])
     plan = plan_splits(samples)
-    ds = RegionDataset([x], [x], plan.of("val"), (16, 16), max_size=32)
+    ds = RegionDataset(samples, plan.of("val"), (16, 16), max_size=32)
     xi, yi = ds[0]
     assert yi.shape == (1, 32, 10) and xi.shape == (1, 32, 16)  # centre crop to 32 rows; width padded 10 → 16
     assert torch.equal(xi[:, :, :10], yi)

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from virtualstain import optics
-from virtualstain.workflows.phase import write_phase
+from virtualstain.data.phase_maps import write_phase_map
 
 FIELD_UM = 83.2  # 128 px of 0.65 µm
 
@@ -36,7 +36,7 @@ def main(data: Path, out: Path) -> None:
     phase = optics.hologram_phase(holo["data"], holo["bg_data"])
     lam, px = meta["wavelength_um"], meta["pixel_size_um"]
     fit = optics.fit_sphere(phase, wavelength_um=lam, pixel_size_um=px)
-    write_phase(out / "hl60.tif", _pad(phase - fit.offset_rad, px), wavelength_um=lam, pixel_size_um=px,
+    write_phase_map(out / "hl60.tif", _pad(phase - fit.offset_rad, px), wavelength_um=lam, pixel_size_um=px,
                 method="off-axis hologram (qpretrieve), sphere-fit offset removed, padded with glass")
     meta = json.loads((data / "qpi_bead_qlsi" / "meta.json").read_text())
     with h5py.File(data / "qpi_bead_qlsi" / "qlsi_paa_bead.h5", "r") as h5:
@@ -44,7 +44,7 @@ def main(data: Path, out: Path) -> None:
     lam, px = meta["wavelength_um"], meta["pixel_size_um"]
     phase = optics.qlsi_phase(interferogram, reference, wavelength_um=lam, pitch_term_um=meta["qlsi_pitch_term_m"] * 1e6)
     fit = optics.fit_sphere(phase, wavelength_um=lam, pixel_size_um=px)
-    write_phase(out / "bead.tif", _pad(phase - fit.offset_rad, px), wavelength_um=lam, pixel_size_um=px,
+    write_phase_map(out / "bead.tif", _pad(phase - fit.offset_rad, px), wavelength_um=lam, pixel_size_um=px,
                 method="QLSI (qpretrieve), sphere-fit offset removed, padded with glass")
 
 

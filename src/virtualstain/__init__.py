@@ -11,16 +11,18 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _API = {
-    "train": ("virtualstain.workflows.train", "train"),
-    "predict": ("virtualstain.workflows.predict", "predict"),
-    "predict_files": ("virtualstain.workflows.predict", "predict_files"),
+    "train": ("virtualstain.workflows.stain.train", "train"),
+    "predict": ("virtualstain.inference.predict", "predict"),
+    "PredictOptions": ("virtualstain.inference.options", "PredictOptions"),
+    "predict_files": ("virtualstain.workflows.stain.predict", "predict_files"),
     "load_model": ("virtualstain.models.bundle", "load_bundle"),
     "save_model": ("virtualstain.models.bundle", "save_bundle"),
-    "evaluate": ("virtualstain.workflows.evaluate", "evaluate_files"),
-    "simulate_pairs": ("virtualstain.workflows.simulate", "simulate_pairs"),
-    "SimulationSettings": ("virtualstain.workflows.simulate", "SimulationSettings"),
-    "evaluate_srqpi": ("virtualstain.workflows.srqpi", "evaluate_srqpi"),
-    "TrainConfig": ("virtualstain.workflows.config", "TrainConfig"),
+    "evaluate": ("virtualstain.workflows.stain.evaluate", "evaluate_files"),
+    "Evaluator": ("virtualstain.evaluation.scoring", "Evaluator"),
+    "simulate_pairs": ("virtualstain.workflows.srqpi.simulate", "simulate_pairs"),
+    "SimulationSettings": ("virtualstain.workflows.srqpi.simulate", "SimulationSettings"),
+    "evaluate_srqpi": ("virtualstain.workflows.srqpi.evaluate", "evaluate_srqpi"),
+    "TrainConfig": ("virtualstain.training.config", "TrainConfig"),
     "UserError": ("virtualstain.errors", "UserError"),
 }
 

@@ -36,17 +36,19 @@ def cli() -> None:
 @click.option("--fresh", is_flag=True, help="Discard an interrupted run in --out instead of resuming it.")
 def train(manifest: str, out: str, config_path: str | None, max_minutes: float | None, fresh: bool) -> None:
     """Train a model on the paired images listed in MANIFEST.csv."""
-    from .workflows.config import load_config
-    from .workflows.train import train as run_train
+    from .training.config import load_config
+    from .workflows.stain.train import train as run_train
 
     result = run_train(manifest, out, load_config(config_path), max_minutes=max_minutes, fresh=fresh)
     s = result.summary
+    if s is None:  # a non-zero DDP rank: rank 0 reports
+        return
     click.echo(f"model: {result.model_dir}")
-    click.echo(f"split: {s['split']}")
-    click.echo(f"epochs: {s['epochs']}, {s['seconds_this_session']} s, {s['patches_per_second']} patches/s")
-    for name, value in s["validation_pearson_r"].items():
+    click.echo(f"split: {s.split}")
+    click.echo(f"epochs: {s.epochs}, {s.seconds_this_session} s, {s.patches_per_second} patches/s")
+    for name, value in s.validation_pearson_r.items():
         click.echo(f"validation r [{name}]: {value:.4f}")
-    for name, value in s["test_pearson_r"].items():
+    for name, value in s.test_pearson_r.items():
         click.echo(f"test r [{name}]: {value:.4f}")
 
 
@@ -68,11 +70,13 @@ def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None
             tta: bool, overwrite: bool, composite: bool, device: str | None, amp: bool, memory_mb: float | None,
             match_brightness: bool) -> None:
     """Predict stains for INPUTS with the bundle MODEL; outputs keep the inputs' names."""
-    from .workflows.predict import predict_files
+    from .inference.options import PredictOptions
+    from .workflows.stain.predict import predict_files
 
-    written = predict_files(model, inputs, out, input_channels=_channels(input_channels), tile_size=tile_size, tta=tta,
-                            overwrite=overwrite, composite=composite, device=device, amp=amp,
-                            memory_budget_mb=memory_mb, progress=sys.stderr.isatty(), match_brightness=match_brightness)
+    options = PredictOptions(tile_size=tile_size, tta=tta, device=device, memory_budget_mb=memory_mb, amp=amp,
+                             match_brightness=match_brightness, progress=sys.stderr.isatty())
+    written = predict_files(model, inputs, out, options, input_channels=_channels(input_channels),
+                            overwrite=overwrite, composite=composite)
     click.echo(f"{len(written)} prediction(s) in {out}")
 
 
@@ -96,8 +100,8 @@ def _readouts(items: tuple[str, ...]) -> dict[str, str]:
 def study(manifest: str, out: str, config_path: str | None, fractions: str, epochs: str,
           minutes_per_fraction: float | None) -> None:
     """Train from scratch on growing shares of the training data and epochs; plot r, P and count error."""
-    from .workflows.config import load_config
-    from .workflows.study import run_study
+    from .training.config import load_config
+    from .workflows.stain.study import run_study
 
     rows = run_study(manifest, out, load_config(config_path), fractions=fractions.split(","),
                      epochs=epochs.split(","), minutes_per_fraction=minutes_per_fraction, log=click.echo)
@@ -120,7 +124,7 @@ def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], p
     Targets pair with predictions in order (folders: by file name); join several single-stain target
     files with ';'. Prints a verdict per readout; with --out writes metrics.csv, summary.json, report.html.
     """
-    from .workflows.evaluate import evaluate_files
+    from .workflows.stain.evaluate import evaluate_files
 
     if len(files) % 2:
         raise UserError(f"evaluate needs as many targets as predictions (PRED... TARGET...), got {len(files)} paths")
@@ -150,7 +154,7 @@ def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], p
 def segment(images: tuple[str, ...], out: str, pixel_size_um: float | None, smooth_um: float,
             split_depth_um: float, min_area_um2: float, channel: int) -> None:
     """Segment nuclei in IMAGES; one instance-label TIFF (0 = background) per image, same file name."""
-    from .workflows.segment import segment_files
+    from .workflows.stain.segment import segment_files
 
     written = segment_files(images, out, pixel_size_um=pixel_size_um, smooth_um=smooth_um,
                             split_depth_um=split_depth_um, min_area_um2=min_area_um2, channel=channel)
@@ -172,25 +176,23 @@ def info(model: str, as_json: bool) -> None:
         click.echo(json.dumps(meta, indent=2))
         return
     cfg = bundle.config
-    train_info = meta.get("training", {})
     lines = [
         f"model: {model}",
-        f"architecture: {bundle.architecture} ({cfg.spatial_dims}D, depth {cfg.depth}, widths {cfg.widths()}, "
-        f"residual {cfg.residual}), {count_parameters(bundle.network):,} parameters",
+        f"architecture: {bundle.architecture} ({cfg.describe()}), {count_parameters(bundle.network):,} parameters",
         f"inputs: {', '.join(bundle.input_channel_names)}"
         + (f" (channels {bundle.input_channels} of each file)" if bundle.input_channels else ""),
         f"outputs: {', '.join(bundle.output_channel_names)}",
         f"normalization: input {bundle.input_normalizer.method}, target {bundle.target_normalizer.method}",
         f"pixel size: {bundle.pixel_size_um if bundle.pixel_size_um else 'unknown'} µm"
         + (f" in, {cfg.scale}× super-resolved out" if cfg.scale > 1 else ""),
-        f"acquisition: {json.dumps(bundle.acquisition) if bundle.acquisition else 'not recorded'}",
+        f"acquisition: {json.dumps(bundle.acquisition.to_dict()) if bundle.acquisition.to_dict() else 'not recorded'}",
         f"receptive field: {meta['receptive_field_px']} px, tiling margin {meta['tiling_margin_px']} px, "
         f"size multiple {meta['size_multiple']}",
-        f"trained: {meta.get('created')}, virtualstain {meta.get('package_version')}, "
-        f"{train_info.get('epochs')} epochs, split {train_info.get('split_mode')}",
-        f"validation: {json.dumps(meta.get('validation', {}))}",
-        f"manifest sha256: {train_info.get('manifest_sha256')}",
-        f"weights sha256: {meta.get('weights_sha256')} (verified)",
+        f"trained: {bundle.created}, virtualstain {bundle.package_version}, "
+        f"{bundle.training.epochs} epochs, split {bundle.training.split_mode}",
+        f"validation: {json.dumps(bundle.validation.to_dict())}",
+        f"manifest sha256: {bundle.training.manifest_sha256}",
+        f"weights sha256: {bundle.weights_sha256} (verified)",
     ]
     click.echo("\n".join(lines))
 
@@ -222,7 +224,7 @@ def phase() -> None:
 def phase_hologram(hologram: str, background: str | None, wavelength_um: float, pixel_size_um: float | None,
                    filter_size: float, out: str) -> None:
     """Off-axis hologram → unwrapped, background-corrected phase (qpretrieve)."""
-    from .workflows.phase import phase_from_hologram
+    from .workflows.phase.retrieve import phase_from_hologram
 
     _phase_summary(phase_from_hologram(hologram, out, background=background, wavelength_um=wavelength_um,
                                        pixel_size_um=pixel_size_um, filter_size=filter_size), out)
@@ -238,7 +240,7 @@ def phase_hologram(hologram: str, background: str | None, wavelength_um: float, 
 def phase_qlsi(interferogram: str, reference: str, wavelength_um: float, pitch_term_um: float,
                pixel_size_um: float | None, out: str) -> None:
     """Quadri-wave lateral shearing interferogram → phase (qpretrieve)."""
-    from .workflows.phase import phase_from_qlsi
+    from .workflows.phase.retrieve import phase_from_qlsi
 
     _phase_summary(phase_from_qlsi(interferogram, out, reference=reference, wavelength_um=wavelength_um,
                                    pixel_size_um=pixel_size_um, pitch_term_um=pitch_term_um), out)
@@ -253,7 +255,7 @@ def phase_qlsi(interferogram: str, reference: str, wavelength_um: float, pitch_t
 def phase_shifting(frames: str, wavelength_um: float | None, pixel_size_um: float | None, no_unwrap: bool,
                    out: str) -> None:
     """Four frames at reference shifts 0, π/2, π, 3π/2 (one (4, Y, X) stack) → phase."""
-    from .workflows.phase import phase_from_shifting
+    from .workflows.phase.retrieve import phase_from_shifting
 
     _phase_summary(phase_from_shifting(frames, out, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um,
                                        unwrap=not no_unwrap), out)
@@ -272,7 +274,7 @@ def phase_shifting(frames: str, wavelength_um: float | None, pixel_size_um: floa
 def phase_tie(stack: str, z_um: str, wavelength_um: float, pixel_size_um: float | None, solver: str,
               regularization: float, medium_index: float, out: str) -> None:
     """Two or three defocused bright-field planes → phase by the transport-of-intensity equation."""
-    from .workflows.phase import phase_from_tie
+    from .workflows.phase.retrieve import phase_from_tie
 
     _phase_summary(phase_from_tie(stack, out, z_um=_floats(z_um, "--z-um"), wavelength_um=wavelength_um,
                                   pixel_size_um=pixel_size_um, solver=solver, regularization_per_um2=regularization,
@@ -290,7 +292,7 @@ def phase_tie(stack: str, z_um: str, wavelength_um: float, pixel_size_um: float 
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the picked planes (best first) as a TIFF stack.")
 def focus(stack: str, n_planes: int, measure: str, mode: str, out: str | None) -> None:
     """Rank the planes of a (Z, Y, X) stack by a focus measure and pick the N most in focus."""
-    from .workflows.phase import focus_planes
+    from .workflows.phase.retrieve import focus_planes
 
     curve, picked = focus_planes(stack, n_planes, measure=measure, mode=mode, out=out)
     for i, value in enumerate(curve):
@@ -317,7 +319,7 @@ def simulate(phases: tuple[str, ...], out: str, synthetic: int, defocus_um: str,
              noise: float, wavelength_um: float, pixel_size_um: float, na: float, seed: int,
              synthetic_peak_rad: str | None) -> None:
     """Low-resolution bright-field / high-resolution phase training pairs from phase maps (DL-SRQPI)."""
-    from .workflows.simulate import SimulationSettings, parse_values, simulate_pairs
+    from .workflows.srqpi.simulate import SimulationSettings, parse_values, simulate_pairs
 
     settings = SimulationSettings(
         wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, na=na, binning=binning, noise=noise, seed=seed,
@@ -338,7 +340,7 @@ def simulate(phases: tuple[str, ...], out: str, synthetic: int, defocus_um: str,
 def evaluate_sr(manifest: str, models: tuple[str, ...], out: str, no_baselines: bool, tile_size: int | None) -> None:
     """Judge super-resolved phase (DL-SRQPI) on simulated pairs against the truth and TIE baselines."""
     from .models.bundle import load_bundle
-    from .workflows.srqpi import evaluate_srqpi, write_srqpi_evaluation
+    from .workflows.srqpi.evaluate import evaluate_srqpi, write_srqpi_evaluation
 
     bundles = {}
     for item in models:
@@ -364,7 +366,7 @@ def evaluate_sr(manifest: str, models: tuple[str, ...], out: str, no_baselines: 
 def drymass(phase_map: str, labels: str | None, nucleus_mask: str | None, cell_mask: str | None,
             wavelength_um: float | None, pixel_size_um: float | None, alpha: float, interval_h: float, out: str) -> None:
     """Dry mass (pg) per object or per nucleus/cytoplasm from a phase map (or a time-lapse of them)."""
-    from .workflows.drymass import measure_dry_mass
+    from .workflows.phase.drymass import measure_dry_mass
 
     result = measure_dry_mass(phase_map, out, labels=labels, nucleus_mask=nucleus_mask, cell_mask=cell_mask,
                               wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, alpha_ml_per_g=alpha,
@@ -387,7 +389,7 @@ def drymass(phase_map: str, labels: str | None, nucleus_mask: str | None, cell_m
 @click.option("--epochs", type=int, help="Train exactly this many epochs instead of --minutes (reproducible).")
 def demo(out: str, data: str | None, minutes: float, epochs: int | None) -> None:
     """Train on synthetic cells, predict, evaluate and write a short report (≈2 minutes on 2 CPU cores)."""
-    from .workflows.demo import run_demo
+    from .workflows.stain.demo import run_demo
 
     summary = run_demo(out, data=data, minutes=minutes, progress=sys.stderr.isatty(), epochs=epochs)
     for name, value in summary["test_pearson_r"].items():

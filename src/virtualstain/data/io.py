@@ -274,3 +274,13 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, pixel_size_um: 
         tifffile.imwrite(tmp, labels.astype(dtype), ome=True, metadata=metadata, compression="zlib",
                          photometric="minisblack")
     return Path(path)
+
+
+def output_path(out_dir: Path, input_path: Path) -> Path:
+    """Where the output for ``input_path`` goes in ``out_dir``: the input's file name, as ``.tif``."""
+    name = input_path.name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return out_dir / f"{name}.tif"

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .acquisition import Acquisition
 from .io import ImageMeta, check_finite, check_not_constant, read_image, to_channels_first
 
 SPLITS = ("train", "val", "test")
@@ -53,8 +54,9 @@ class Sample:
         Where the sample came from (for error messages).
     scale : int
         Target pixels per input pixel along Y and X.
-    input_description : dict
-        The input file's metadata (e.g. ``binning``, ``defocus_um`` of a simulated image).
+    acquisition : Acquisition
+        How the input was acquired, from its file's metadata (e.g. ``binning``, ``defocus_um`` of a
+        simulated image).
     input_channel_names, target_channel_names : list of str
         Channel names stored in the files (empty when a file has none).
     """
@@ -70,7 +72,7 @@ class Sample:
     target_paths: list[str] = field(default_factory=list)
     input_channels: list[int] | None = None
     scale: int = 1
-    input_description: dict = field(default_factory=dict)
+    acquisition: Acquisition = field(default_factory=Acquisition)
     input_channel_names: list[str] = field(default_factory=list)
     target_channel_names: list[str] = field(default_factory=list)
 
@@ -238,7 +240,7 @@ def read_manifest(csv_path: str | os.PathLike, spatial_dims: int = 2, input_chan
             name=in_path.stem, input=x, target=y, split=split, group=row.get("group") or f"row{i}",
             pixel_size_um=px if px is not None else meta.pixel_size_um, source=where,
             input_paths=[str(in_path)], target_paths=[str(p) for p in tg_paths], input_channels=channels,
-            scale=scale, input_description=dict(meta.description),
+            scale=scale, acquisition=Acquisition.from_description(meta.description),
             input_channel_names=meta.channel_names if channels is None and len(meta.channel_names) == len(x) else [],
             target_channel_names=target_names,
         )
@@ -246,26 +248,6 @@ def read_manifest(csv_path: str | os.PathLike, spatial_dims: int = 2, input_chan
         samples.append(sample)
     _check_consistent_channels(samples, csv_path)
     return samples
-
-
-#: Input metadata that describes how the images were acquired (or simulated) and is recorded in models.
-ACQUISITION_KEYS = ("binning", "wavelength_um", "na", "defocus_um", "coherence", "noise")
-
-
-def acquisition(samples: list[Sample]) -> dict:
-    """Acquisition settings shared by the samples' inputs (from their metadata).
-
-    A setting known for every sample is recorded as its value when all agree, else as the
-    ``[min, max]`` range (e.g. the defocus range of a defocus-adaptive model); settings missing
-    from some sample are left out.
-    """
-    out: dict = {}
-    for key in ACQUISITION_KEYS:
-        values = [s.input_description.get(key) for s in samples]
-        if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
-            continue
-        out[key] = values[0] if len(set(values)) == 1 else [min(values), max(values)]
-    return out
 
 
 def common_scale(samples: list[Sample], where: str | os.PathLike = "samples") -> int:

@@ -55,6 +55,13 @@ class Region:
                 sl[axis] = slice(start, start + max_size)
         return scale_slices(tuple(sl), scale)
 
+    def crop(self, sample: Sample, max_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The region's ``(input, target)`` arrays of ``sample``; the target at the sample's ``scale``
+        (the same field, k× larger). With ``max_size``, Y and X are centre-cropped to at most that many
+        input pixels (:meth:`centre_crop`)."""
+        window = self.slices() if max_size is None else self.centre_crop(max_size)
+        return sample.input[window], sample.target[scale_slices(window, sample.scale)]
+
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(b - a for a, b in self.bounds)

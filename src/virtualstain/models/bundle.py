@@ -3,16 +3,19 @@
 Loading reads JSON and safetensors only (never pickle), checks the SHA-256 of the
 weights and the bundle format version, and builds the network through the registry.
 
-``model.json`` holds: ``format_version``, ``architecture``, ``unet`` (the
-:class:`~virtualstain.models.unet.UNetConfig`), ``input_channel_names``,
-``output_channel_names``, ``input_channels`` (the planes/channels selected from input
-files), ``normalization`` (``input`` and ``target`` statistics), ``pixel_size_um`` (of the
-input), ``scale`` and ``output_pixel_size_um`` (super-resolution: output pixels per input
-pixel), ``acquisition`` (binning, wavelength, NA, defocus/coherence ranges of the training
-inputs, when their files recorded them), ``size_multiple``, ``receptive_field_px``,
-``tiling_margin_px`` (input pixels), ``training`` (config,
-manifest hash, split plan), ``validation`` metrics, ``package_version``, ``created``,
-``weights_sha256``.
+``model.json`` (format 2) holds: ``format_version``, ``architecture``, ``network`` (the
+architecture's configuration with its ``family``, see :mod:`~virtualstain.models.configs`),
+``input_channel_names``, ``output_channel_names``, ``input_channels`` (the planes/channels
+selected from input files), ``normalization`` (``input`` and ``target`` statistics),
+``pixel_size_um`` (of the input), ``scale`` and ``output_pixel_size_um`` (super-resolution:
+output pixels per input pixel), ``acquisition`` (binning, wavelength, NA, defocus/coherence
+ranges of the training inputs, when their files recorded them), ``size_multiple``,
+``receptive_field_px``, ``tiling_margin_px`` (input pixels), ``training`` (config, manifest
+hash, split plan, input means, epochs), ``validation`` metrics, ``package_version``,
+``created``, ``weights_sha256``.
+
+Format 1 (virtualstain 0.1.0) stored the network as ``unet``, a U-Net configuration whose
+``family`` could say ``srcnn``; :func:`load_bundle` reads it too.
 """
 
 from __future__ import annotations
@@ -23,21 +26,22 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
+from ..data.acquisition import Acquisition
 from ..data.normalization import Normalizer
 from ..errors import UserError
+from .configs import NetworkConfig, SRCNNConfig, UNetConfig, config_from_dict
 from .inference import prepare_for_inference
 from .receptive_field import receptive_field, tiling_margin
 from .registry import build
-from .unet import UNet, UNetConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 WEIGHTS = "weights.safetensors"
 META = "model.json"
 CHECKSUM = "weights.sha256"
@@ -52,13 +56,86 @@ def _sha256(path: Path) -> str:
 
 
 @dataclass
+class TrainingRecord:
+    """How a model was trained, as recorded in ``model.json`` (``training``).
+
+    Attributes
+    ----------
+    config : dict
+        The resolved training configuration (``TrainConfig`` as JSON).
+    patch_size : list of int
+        Training patch shape, input pixels.
+    manifest, manifest_sha256 : str or None
+        The manifest's path and the hash of the manifest text plus every array.
+    split_mode, split : str
+        How the data was split, and in words.
+    n_samples : int
+        Fields of view in the data.
+    input_mean : list of float
+        Mean grey level of each input channel over the training regions (for ``--match-brightness``).
+    best_val_loss : float or None
+        Best validation loss.
+    epochs : int
+        Epochs completed.
+    seconds_this_session, patches_per_second : float
+        Wall time and throughput of the last (possibly resumed) session.
+    resumed_from : str or None
+        The checkpoint the last session resumed from.
+    extra : dict
+        Keys this version does not know (from other versions), kept so that re-saving loses nothing.
+    """
+
+    config: dict = field(default_factory=dict)
+    patch_size: list[int] = field(default_factory=list)
+    manifest: str | None = None
+    manifest_sha256: str | None = None
+    split_mode: str = ""
+    split: str = ""
+    n_samples: int = 0
+    input_mean: list[float] = field(default_factory=list)
+    best_val_loss: float | None = None
+    epochs: int = 0
+    seconds_this_session: float = 0.0
+    patches_per_second: float = 0.0
+    resumed_from: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> TrainingRecord:
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: data.pop(k) for k in list(data) if k in known}, extra=data)
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**out, **self.extra}
+
+
+@dataclass
+class ValidationRecord:
+    """Validation of the saved weights: the best loss (``loss_name``) and Pearson r per output channel."""
+
+    loss: float | None = None
+    loss_name: str = ""
+    pearson_r: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> ValidationRecord:
+        data = data or {}
+        return cls(loss=data.get("loss"), loss_name=data.get("loss_name", ""), pearson_r=dict(data.get("pearson_r") or {}))
+
+    def to_dict(self) -> dict:
+        return {"loss": self.loss, "loss_name": self.loss_name, "pearson_r": self.pearson_r}
+
+
+@dataclass
 class ModelBundle:
     """A trained network with everything needed to apply it.
 
     Attributes
     ----------
-    network : UNet
-        The network (eval mode after loading).
+    network : torch.nn.Module
+        The network (eval mode after loading); ``network.config`` is its configuration.
     architecture : str
         Registry name.
     input_normalizer, target_normalizer : Normalizer
@@ -68,13 +145,17 @@ class ModelBundle:
         Channels/planes selected from each input file during training.
     pixel_size_um : float or None
         Lateral pixel size of the training inputs in µm.
-    acquisition : dict
-        How the training inputs were acquired (see :func:`~virtualstain.data.samples.acquisition`).
-    info : dict
-        Everything else recorded in ``model.json``.
+    acquisition : Acquisition
+        How the training inputs were acquired (pooled over them).
+    training : TrainingRecord
+        How the model was trained.
+    validation : ValidationRecord
+        How the saved weights validated.
+    weights_sha256, created, package_version : str
+        Set when the bundle is saved or loaded.
     """
 
-    network: UNet
+    network: torch.nn.Module
     architecture: str
     input_normalizer: Normalizer
     target_normalizer: Normalizer
@@ -82,8 +163,12 @@ class ModelBundle:
     output_channel_names: list[str]
     input_channels: list[int] | None = None
     pixel_size_um: float | None = None
-    acquisition: dict = field(default_factory=dict)
-    info: dict = field(default_factory=dict)
+    acquisition: Acquisition = field(default_factory=Acquisition)
+    training: TrainingRecord = field(default_factory=TrainingRecord)
+    validation: ValidationRecord = field(default_factory=ValidationRecord)
+    weights_sha256: str = ""
+    created: str = ""
+    package_version: str = __version__
     _inference: dict = field(default_factory=dict, repr=False, compare=False)
 
     def inference_network(self, device: torch.device) -> torch.nn.Module:
@@ -94,8 +179,8 @@ class ModelBundle:
         return self._inference[key]
 
     @property
-    def config(self) -> UNetConfig:
-        return self.network.config
+    def config(self) -> NetworkConfig:
+        return self.network.config  # type: ignore[return-value]
 
     @property
     def margin(self) -> tuple[int, ...]:
@@ -104,10 +189,11 @@ class ModelBundle:
     def to_json(self) -> dict:
         cfg = self.config
         return {
-            **self.info,
+            "training": self.training.to_dict(),
+            "validation": self.validation.to_dict(),
             "format_version": FORMAT_VERSION,
             "architecture": self.architecture,
-            "unet": cfg.to_dict(),
+            "network": cfg.to_dict(),
             "input_channel_names": self.input_channel_names,
             "output_channel_names": self.output_channel_names,
             "input_channels": self.input_channels,
@@ -115,7 +201,7 @@ class ModelBundle:
             "pixel_size_um": self.pixel_size_um,
             "scale": cfg.scale,
             "output_pixel_size_um": self.pixel_size_um / cfg.scale if self.pixel_size_um else None,
-            "acquisition": self.acquisition,
+            "acquisition": self.acquisition.to_dict(),
             "size_multiple": list(cfg.size_multiple()),
             "receptive_field_px": list(receptive_field(cfg)),
             "tiling_margin_px": list(tiling_margin(cfg)),
@@ -135,6 +221,7 @@ def save_bundle(bundle: ModelBundle, folder: str | os.PathLike) -> Path:
         meta = bundle.to_json()
         meta["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         meta["weights_sha256"] = digest
+        bundle.weights_sha256, bundle.created = digest, meta["created"]
         (tmp / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         (tmp / CHECKSUM).write_text(f"{digest}  {WEIGHTS}\n", encoding="utf-8")
         if folder.exists():
@@ -198,8 +285,8 @@ def load_bundle(folder: str | os.PathLike, device: str | torch.device = "cpu") -
     if digest != expected:
         raise UserError(f"{weights}: SHA-256 {digest[:12]}… does not match {META} ({str(expected)[:12]}…); "
                         "the weights are damaged or were replaced — copy the bundle again")
-    config = UNetConfig(**meta["unet"])
-    network = build(meta["architecture"], config)
+    architecture, config = _network_config(meta, folder)
+    network = build(architecture, config)
     state = load_file(str(weights), device="cpu")
     try:
         network.load_state_dict(state, strict=True)
@@ -207,17 +294,35 @@ def load_bundle(folder: str | os.PathLike, device: str | torch.device = "cpu") -
         raise UserError(f"{weights}: weights do not fit the architecture in {META} ({str(exc)[:200]}); "
                         "the bundle is inconsistent — retrain") from None
     network.eval().to(device)
-    known = {"format_version", "architecture", "unet", "input_channel_names", "output_channel_names",
-             "input_channels", "normalization", "pixel_size_um", "acquisition"}
     return ModelBundle(
         network=network,
-        architecture=meta["architecture"],
+        architecture=architecture,
         input_normalizer=Normalizer.from_dict(meta["normalization"]["input"]),
         target_normalizer=Normalizer.from_dict(meta["normalization"]["target"]),
         input_channel_names=list(meta["input_channel_names"]),
         output_channel_names=list(meta["output_channel_names"]),
         input_channels=meta.get("input_channels"),
         pixel_size_um=meta.get("pixel_size_um"),
-        acquisition=dict(meta.get("acquisition") or {}),
-        info={k: v for k, v in meta.items() if k not in known},
+        acquisition=Acquisition.from_description(meta.get("acquisition")),
+        training=TrainingRecord.from_dict(meta.get("training")),
+        validation=ValidationRecord.from_dict(meta.get("validation")),
+        weights_sha256=digest,
+        created=str(meta.get("created", "")),
+        package_version=str(meta.get("package_version", "")),
     )
+
+
+def _network_config(meta: dict, folder: Path) -> tuple[str, NetworkConfig]:
+    """The architecture name and its configuration, from format 2 (``network``) or format 1 (``unet``)."""
+    architecture = meta.get("architecture")
+    try:
+        if meta["format_version"] >= 2:
+            return architecture, config_from_dict(meta["network"])
+        old = dict(meta["unet"])  # format 1: a U-Net configuration, SRCNN marked by its family
+        if old.pop("family", "unet") == "srcnn":
+            keep = ("in_channels", "out_channels", "spatial_dims", "scale", "base_width")
+            return architecture, SRCNNConfig(**{k: old[k] for k in keep if k in old})
+        return architecture, UNetConfig(**old)
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{folder / META}: the network configuration is incomplete or unknown ({exc}); "
+                        "the bundle is damaged — retrain or restore it") from None

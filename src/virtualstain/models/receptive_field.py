@@ -1,24 +1,27 @@
-"""Receptive field of the U-Net, computed from its architecture (no torch needed).
+"""Receptive field of the networks, computed from their architecture (no torch needed).
 
-For every output pixel, the interval of input pixels it can depend on is propagated
-backwards through the layers: a k×k conv widens an interval by (k−1)/2 on each side;
-a stride-f, kernel-f transposed conv maps output o to input ⌊o/f⌋; a stride-f,
-kernel-f down conv maps output i to inputs [f·i, f·i + f − 1]; at each encoder level
-the interval needed by the skip connection is merged with the one needed by the path
-below. Taking the worst case over the f^depth alignments of an output pixel gives the
-exact one-sided reach, which is the tiling margin: a tile extended by at least this
-many pixels on each side predicts its core exactly as the whole image would.
+For every output pixel of a U-Net, the interval of input pixels it can depend on is
+propagated backwards through the layers: a k×k conv widens an interval by (k−1)/2 on each
+side; a stride-f, kernel-f transposed conv maps output o to input ⌊o/f⌋; a stride-f,
+kernel-f down conv maps output i to inputs [f·i, f·i + f − 1]; at each encoder level the
+interval needed by the skip connection is merged with the one needed by the path below.
+Taking the worst case over the f^depth alignments of an output pixel gives the exact
+one-sided reach, which is the tiling margin: a tile extended by at least this many pixels
+on each side predicts its core exactly as the whole image would.
 
-SRCNN's reach is the sum of its half kernels. A super-resolution network (``scale`` k) first
-upsamples its input bicubically: output pixel o then depends on upsampled pixels o ± r, which
-depend on input pixels ⌊(o ± r)/k⌋ − 2 … ⌊(o ± r)/k⌋ + 2, so the reach in input pixels is
-⌈r/k⌉ + 2. Receptive fields and margins are given in **input** pixels.
+A super-resolution network (``scale`` k) first upsamples its input bicubically: output pixel o
+then depends on upsampled pixels o ± r, which depend on input pixels ⌊(o ± r)/k⌋ − 2 …
+⌊(o ± r)/k⌋ + 2, so the reach in input pixels is ⌈r/k⌉ + 2. Receptive fields and margins are
+given in **input** pixels. Each configuration type gives its body's reach
+(:meth:`~virtualstain.models.configs.NetworkConfig.body_reach`).
 """
 
 from __future__ import annotations
 
-from .srcnn import LAYERS as SRCNN_LAYERS
-from .unet import UNetConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .configs import NetworkConfig
 
 _CONVS_PER_BLOCK = 2
 _HALF_KERNEL = 1  # 3×3 convolutions
@@ -43,33 +46,27 @@ def _reach_one_axis(depth: int, factor: int, position: int) -> tuple[int, int]:
     return lo, hi
 
 
-def _body_reach(config: UNetConfig) -> tuple[int, ...]:
-    """Largest one-sided reach of an output pixel into the network body's input (after upsampling)."""
-    if config.family == "srcnn":
-        return (sum(kernel // 2 for kernel, _ in SRCNN_LAYERS),) * config.spatial_dims
-    reach = []
-    for factor in config.factors():
-        period = factor ** config.depth
-        worst = 0
-        for p in range(period):
-            lo, hi = _reach_one_axis(config.depth, factor, p)
-            worst = max(worst, p - lo, hi - p)
-        reach.append(worst)
-    return tuple(reach)
+def unet_body_reach(depth: int, factor: int) -> int:
+    """Largest one-sided reach of a U-Net output pixel along an axis downsampled by ``factor`` per level."""
+    worst = 0
+    for p in range(factor ** depth):
+        lo, hi = _reach_one_axis(depth, factor, p)
+        worst = max(worst, p - lo, hi - p)
+    return worst
 
 
-def receptive_field_reach(config: UNetConfig) -> tuple[int, ...]:
+def receptive_field_reach(config: NetworkConfig) -> tuple[int, ...]:
     """Largest one-sided reach (input pixels) of an output pixel into the input, per spatial axis."""
     if config.scale == 1:
-        return _body_reach(config)
-    return tuple(-(-r // config.scale) + _BICUBIC_REACH for r in _body_reach(config))
+        return config.body_reach()
+    return tuple(-(-r // config.scale) + _BICUBIC_REACH for r in config.body_reach())
 
 
-def receptive_field(config: UNetConfig) -> tuple[int, ...]:
+def receptive_field(config: NetworkConfig) -> tuple[int, ...]:
     """Full receptive-field width (pixels) per spatial axis: 2·reach + 1."""
     return tuple(2 * r + 1 for r in receptive_field_reach(config))
 
 
-def tiling_margin(config: UNetConfig) -> tuple[int, ...]:
+def tiling_margin(config: NetworkConfig) -> tuple[int, ...]:
     """Reach rounded up to the network's size multiple, per spatial axis (pixels)."""
     return tuple(-(-r // m) * m for r, m in zip(receptive_field_reach(config), config.size_multiple()))

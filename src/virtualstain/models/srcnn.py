@@ -10,23 +10,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .unet import UNetConfig, upsample
-
-#: (kernel size, ReLU after) of the three layers.
-LAYERS = ((9, True), (1, True), (5, False))
+from .configs import SRCNNConfig
+from .unet import upsample
 
 
 class SRCNN(nn.Module):
     """SRCNN mapping ``(N, C_in, Y, X)`` to ``(N, C_out, scale·Y, scale·X)``."""
 
-    def __init__(self, config: UNetConfig):
+    def __init__(self, config: SRCNNConfig):
         super().__init__()
-        if config.spatial_dims != 2:
-            raise ValueError("SRCNN is 2D only")
         self.config = config
         widths = [config.in_channels, config.base_width, max(1, config.base_width // 2), config.out_channels]
         layers: list[nn.Module] = []
-        for (kernel, relu), c_in, c_out in zip(LAYERS, widths[:-1], widths[1:]):
+        for (kernel, relu), c_in, c_out in zip(config.LAYERS, widths[:-1], widths[1:]):
             layers.append(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2))
             if relu:
                 layers.append(nn.ReLU(inplace=True))

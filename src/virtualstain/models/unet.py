@@ -11,80 +11,13 @@ k× in Y and X (bicubic), so the output is k× larger than the input.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .configs import UNetConfig
 
-@dataclass(frozen=True)
-class UNetConfig:
-    """Architecture of a :class:`UNet`.
-
-    Attributes
-    ----------
-    in_channels, out_channels : int
-        Channels of the input and the prediction.
-    spatial_dims : {2, 3}
-        2D ``(N, C, Y, X)`` or 3D ``(N, C, Z, Y, X)`` tensors.
-    depth : int
-        Number of stride-2 downsamplings.
-    base_width : int
-        Feature maps at the first level; doubled at each level down.
-    max_width : int
-        Upper limit on feature maps.
-    residual : bool
-        Output = input (or its 1×1 projection) + learned residual (PICS).
-    downsample_z : bool
-        For 3D: downsample Z too (False = anisotropic, Z kept at full resolution).
-    batchnorm : bool
-        Batch normalisation before every activation.
-    scale : int
-        Output pixels per input pixel along Y and X (1 = same grid; k > 1 = k× super-resolution
-        by bicubic upsampling of the input before the network, 2D only).
-    family : {"unet", "srcnn"}
-        The network body: this U-Net, or the three-layer SRCNN (:mod:`~virtualstain.models.srcnn`,
-        which uses ``base_width`` and ``base_width // 2`` feature maps and ignores the depth).
-    """
-
-    in_channels: int = 1
-    out_channels: int = 1
-    spatial_dims: int = 2
-    depth: int = 4
-    base_width: int = 32
-    max_width: int = 512
-    residual: bool = False
-    downsample_z: bool = True
-    batchnorm: bool = True
-    scale: int = 1
-    family: str = "unet"
-
-    def widths(self) -> list[int]:
-        return [min(self.base_width * 2 ** level, self.max_width) for level in range(self.depth + 1)]
-
-    def factors(self) -> tuple[int, ...]:
-        """Downsampling factor per spatial axis at each level ((Z,) Y, X)."""
-        if self.spatial_dims == 2:
-            return (2, 2)
-        return (2 if self.downsample_z else 1, 2, 2)
-
-    def size_multiple(self) -> tuple[int, ...]:
-        """Each spatial axis of the network input must be a multiple of this.
-
-        With ``scale`` k, the upsampled input must fit the U-Net's grid, so the input's Y and X
-        need only be multiples of 2^depth / gcd(2^depth, k).
-        """
-        if self.family == "srcnn":
-            return (1,) * self.spatial_dims
-        multiple = [f ** self.depth for f in self.factors()]
-        for axis in (-2, -1):
-            multiple[axis] //= math.gcd(multiple[axis], self.scale)
-        return tuple(multiple)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["UNet", "UNetConfig", "count_parameters", "upsample"]
 
 
 def _ops(dims: int):

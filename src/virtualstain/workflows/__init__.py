@@ -1,1 +1,5 @@
-"""Workflows (torch): training, tiled prediction, evaluation, the demo."""
+"""Task rooms: one package per product, over the shared training, inference and evaluation layers.
+
+``stain`` (virtual staining), ``phase`` (quantitative phase and dry mass), ``srqpi`` (super-resolved
+phase, DL-SRQPI). The rooms never import each other.
+"""

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, write_csv_atomic
-from ..data.io import check_finite, read_image
-from ..errors import UserError
-from ..optics import DEFAULT_ALPHA_ML_PER_G, compartment_dry_mass, fit_exponential_growth, mass_curves
-from .phase import check_pixel_size_um, check_wavelength_um
+from ..._atomic import atomic_path, write_csv_atomic
+from ...data.io import read_image
+from ...data.phase_maps import read_phase_map
+from ...data.units import check_pixel_size_um, check_wavelength_um
+from ...errors import UserError
+from ...optics import DEFAULT_ALPHA_ML_PER_G, compartment_dry_mass, fit_exponential_growth, mass_curves
 
 OBJECT_COLUMNS = ["label", "area_um2", "dry_mass_pg", "mean_density_pg_per_um2", "mean_phase_rad",
                   "centroid_y_um", "centroid_x_um"]
@@ -27,8 +28,6 @@ COMPARTMENT_COLUMNS = ["label", "area_um2", "dry_mass_pg", "nucleus_area_um2", "
                        "cytoplasm_area_um2", "cytoplasm_dry_mass_pg", "nc_mass_ratio"]
 GROWTH_COLUMNS = ["object", "n", "rate_per_h", "doubling_time_h", "doubling_time_ci_low_h", "doubling_time_ci_high_h",
                   "mass0_pg", "r2"]
-#: |phase| above this is not radians of a cell (degrees, nm of optical path, or raw counts).
-MAX_PLAUSIBLE_PHASE_RAD = 100.0
 
 
 @dataclass
@@ -51,25 +50,6 @@ class DryMassResult:
     field_rows: list[dict]
     growth: list[dict] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
-
-
-def _read_phase(path: str | os.PathLike) -> tuple[np.ndarray, dict, float | None]:
-    array, meta = read_image(path)
-    array = np.squeeze(array)
-    if array.ndim not in (2, 3):
-        raise UserError(f"{path}: a phase map must be (Y, X) or a time-lapse (T, Y, X), got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
-        raise UserError(f"{path}: pixel type {array.dtype} is not a phase map; give float radians")
-    array = array.astype(np.float64)
-    check_finite(array, path)
-    unit = meta.description.get("unit")
-    if unit not in (None, "rad"):
-        raise UserError(f"{path}: the file says its unit is {unit!r}, not radians; convert it to radians "
-                        "(φ = 2π·OPD/λ for an optical path difference)")
-    if np.abs(array).max() > MAX_PLAUSIBLE_PHASE_RAD:
-        raise UserError(f"{path}: |phase| reaches {np.abs(array).max():.4g}, which is not radians of a cell; "
-                        "convert degrees (×π/180) or optical path (φ = 2π·OPD/λ) to radians")
-    return (array[None] if array.ndim == 2 else array), meta.description, meta.pixel_size_um
 
 
 def _read_masks(path: str | os.PathLike, what: str, frames: int, shape: tuple[int, int]) -> np.ndarray:
@@ -175,9 +155,10 @@ def measure_dry_mass(phase: str | os.PathLike, out: str | os.PathLike, *, labels
         raise UserError(f"--alpha {alpha_ml_per_g}: the refractive increment is in mL/g, typically 0.18–0.20")
     if interval_h <= 0:
         raise UserError(f"--interval-h {interval_h} must be positive")
-    stack, description, file_px = _read_phase(phase)
-    wavelength_um = _resolve(wavelength_um, description.get("wavelength_um"), check_wavelength_um, "wavelength", phase)
-    pixel_size_um = _resolve(pixel_size_um, file_px, check_pixel_size_um, "pixel size", phase)
+    phase_map = read_phase_map(phase, time_lapse=True)
+    stack = phase_map.phase
+    wavelength_um = _resolve(wavelength_um, phase_map.wavelength_um, check_wavelength_um, "wavelength", phase)
+    pixel_size_um = _resolve(pixel_size_um, phase_map.pixel_size_um, check_pixel_size_um, "pixel size", phase)
     frames, shape = stack.shape[0], stack.shape[1:]
     times = np.arange(frames) * interval_h
     units = dict(wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, alpha_ml_per_g=alpha_ml_per_g)

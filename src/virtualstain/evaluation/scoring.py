@@ -1,4 +1,4 @@
-"""Judge predictions against real stains: pixel metrics, object readouts, a baseline, verdicts and a report.
+"""Judge predictions against real stains, on arrays: pixel metrics, object readouts, a baseline, verdicts.
 
 For every image and channel: Pearson r, segmentation-PCC, SSIM, PSNR, NRMSE, MAE (see
 :mod:`virtualstain.metrics`); for nuclei and junction channels the object readouts of
@@ -7,29 +7,23 @@ label-free inputs given, the same pixel metrics for "input vs target" (the input
 best, rescaled by least squares) as the baseline a model must beat. Per channel, the summary pools them
 (FRM's accuracy score P included) and :mod:`virtualstain.report.verdicts` words them.
 
-Everything is computed and checked before anything is written, so bad input never leaves a half-written
-``metrics.csv`` / ``summary.json`` / ``report.html``.
+:class:`Evaluator` takes one image at a time (the arrays a workflow holds, or files read by
+:mod:`virtualstain.workflows.stain.evaluate`) and returns an :class:`Evaluation`. No torch, no files.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
 from ..analysis.features import FEATURES, feature_correlations
 from ..analysis.readouts import READOUTS, ObjectReadout, object_readout, readout_for
-from ..data.io import TIFF_SUFFIXES, channels_first_by_axes, read_image
 from ..errors import UserError
 from ..metrics import has_signal, mae, nrmse, pearson_r, psnr, segmentation_pcc, signal_threshold, ssim
-from ..report.html import render_report
-from ..report.verdicts import verdicts
+from .verdicts import verdicts
 
 COLUMNS = ["image", "channel", "pearson_r", "segmentation_pcc", "ssim", "psnr", "nrmse", "mae", "data_range",
            "baseline_pearson_r", "baseline_ssim", "baseline_nrmse", "readout", "count_target", "count_prediction",
@@ -124,7 +118,7 @@ class Evaluation:
     summary : dict
         Per channel: pooled metrics, readouts and plain-language ``verdicts``; as written to ``summary.json``.
     out : Path or None
-        Folder with ``metrics.csv``, ``summary.json`` and ``report.html`` when one was given.
+        Folder with ``metrics.csv``, ``summary.json`` and ``report.html`` once written.
     """
 
     rows: list[dict]
@@ -132,52 +126,6 @@ class Evaluation:
     out: Path | None = None
     panels: list[Panel] = field(default_factory=list, repr=False)
     pools: dict[str, ChannelPool] = field(default_factory=dict, repr=False)
-
-
-def _expand(arg: str | os.PathLike) -> list[Path]:
-    path = Path(arg)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in TIFF_SUFFIXES + (".png",))
-        if not files:
-            raise UserError(f"{path}: folder has no .tif/.png images")
-        return files
-    return [path]
-
-
-def pair_files(predictions: Sequence[str | os.PathLike], targets: Sequence[str | os.PathLike],
-               what: str = "target") -> list[tuple[Path, list[Path]]]:
-    """Pair prediction files with target (or input) files.
-
-    A target folder is matched by file name (predictions may be files or a folder); lists of files by
-    position. A target entry may join several single-stain files with ``;`` (their channels are stacked).
-    """
-    preds = [p for a in predictions for p in _expand(a)]
-    if len(targets) == 1 and Path(str(targets[0])).is_dir():
-        tdir = Path(targets[0])
-        pairs = []
-        for p in preds:
-            t = tdir / p.name
-            if not t.exists():
-                raise UserError(f"{p}: no {what} with the same name in {tdir}; name each {what} like its prediction")
-            pairs.append((p, [t]))
-        return pairs
-    tgts = [[Path(x) for x in str(a).split(";") if x] for a in targets]
-    if len(preds) != len(tgts):
-        raise UserError(f"{len(preds)} prediction file(s) but {len(tgts)} {what}(s); give one {what} per prediction, "
-                        "in the same order (or a folder with matching file names)")
-    return list(zip(preds, tgts))
-
-
-def _load_stack(paths: list[Path]) -> tuple[np.ndarray, float | None]:
-    parts, pixel_sizes = [], []
-    for p in paths:
-        a, meta = read_image(p)
-        parts.append(channels_first_by_axes(a, meta.axes))
-        pixel_sizes.append(meta.pixel_size_um)
-    shapes = {x.shape[1:] for x in parts}
-    if len(shapes) > 1:
-        raise UserError(f"files {[str(p) for p in paths]} differ in shape {sorted(shapes)}; they must match")
-    return np.concatenate(parts, 0).astype(np.float64), next((s for s in pixel_sizes if s), None)
 
 
 def _subsample(prediction: np.ndarray, target: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -251,84 +199,53 @@ def _summarise(rows: list[dict], pools: dict[str, ChannelPool], pixel_size_um: f
             "n_images": len({r["image"] for r in rows}), "channels": channels}
 
 
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return _json_safe(value.item())
-    return value
-
-
-def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[str | os.PathLike],
-                   out: str | os.PathLike | None = None, *, inputs: Sequence[str | os.PathLike] | None = None,
-                   pixel_size_um: float | None = None, readouts: Mapping[str, str] | None = None,
-                   report: bool = True, max_panels: int = 4, title: str = "virtualstain evaluation") -> Evaluation:
-    """Score each prediction against its target and, with ``out``, write the metrics, summary and report.
+class Evaluator:
+    """Score images one at a time, then pool them into an :class:`Evaluation`.
 
     Parameters
     ----------
-    predictions, targets : sequence of path
-        Files paired by position, or one folder each paired by file name; a target entry may join
-        single-stain files with ``;``.
-    out : path, optional
-        Folder for ``metrics.csv``, ``summary.json`` and (with ``report``) ``report.html``.
-    inputs : sequence of path, optional
-        The label-free inputs, paired like the targets, for the input-vs-target baseline and the panels.
-    pixel_size_um : float, optional
-        µm per pixel; default from the prediction file, else the target, else lengths stay in pixels.
     readouts : mapping of channel name to {"nuclei", "cells", "none"}, optional
         Object readout per channel; channels not named are decided by name (:func:`readout_for`).
     max_panels : int
-        Image panels shown in the report (the first images, in order).
-
-    Returns
-    -------
-    Evaluation
+        Images (the first ones) whose arrays are kept for the report's picture panels.
     """
-    pairs = pair_files(predictions, targets)
-    input_of = {p: i[0] for p, i in pair_files(predictions, inputs, "input")} if inputs is not None else {}
-    rows: list[dict] = []
-    panels: list[Panel] = []
-    pools: dict[str, ChannelPool] = {}
-    units_px = None
-    for k, (pred_path, tgt_paths) in enumerate(pairs):
-        pred, meta = read_image(pred_path)
-        pred = channels_first_by_axes(pred, meta.axes).astype(np.float64)
-        tgt, tgt_px = _load_stack(tgt_paths)
-        tgt_names = ";".join(map(str, tgt_paths))
-        if tgt.shape[0] == 1 and pred.shape[0] > 1 and tgt.shape[1:] == pred.shape[1:]:
-            raise UserError(f"{pred_path} has {pred.shape[0]} channels but target {tgt_paths[0]} has 1; give one target "
-                            "file per channel joined with ';' (e.g. 'dapi.tif;map2.tif')")
-        if pred.shape != tgt.shape:
-            raise UserError(f"prediction {pred_path} has shape {pred.shape} but target {tgt_names} has {tgt.shape}; "
-                            "compare images of the same field and size")
-        for path, array in ((pred_path, pred), (tgt_names, tgt)):
-            if not np.all(np.isfinite(array)):
-                raise UserError(f"{path} contains NaN or infinite pixels; fix or mask them before evaluating")
-        x = None
-        if pred_path in input_of:
-            x, _ = _load_stack([input_of[pred_path]])
-            if x.shape[1:] != pred.shape[1:]:
-                raise UserError(f"input {input_of[pred_path]} has spatial shape {x.shape[1:]} but prediction {pred_path} "
-                                f"has {pred.shape[1:]}; give the input the prediction was made from")
-        px = pixel_size_um or meta.pixel_size_um or tgt_px
-        units_px = px if units_px is None else units_px
-        names = _channel_names(meta.channel_names, pred.shape[0])
-        kinds = _readout_kinds(names, readouts)
+
+    def __init__(self, readouts: Mapping[str, str] | None = None, max_panels: int = 4):
+        self.readouts = readouts
+        self.max_panels = max_panels
+        self.rows: list[dict] = []
+        self.panels: list[Panel] = []
+        self.pools: dict[str, ChannelPool] = {}
+        self.pixel_size_um: float | None = None
+        self.n_images = 0
+
+    def add(self, image: str, prediction: np.ndarray, target: np.ndarray, channel_names: list[str], *,
+            inputs: np.ndarray | None = None, pixel_size_um: float | None = None, **columns) -> list[dict]:
+        """Score one image: ``(C, ...)`` prediction and target of the same shape, optional ``(C_in, ...)`` inputs.
+
+        ``pixel_size_um`` (µm per pixel; lengths stay in pixels without it) of the first image sets the
+        evaluation's unit. ``columns`` are extra values for this image's rows (e.g. ``region``).
+        Returns the image's rows (one per channel).
+        """
+        pred, tgt = np.asarray(prediction, np.float64), np.asarray(target, np.float64)
+        x = None if inputs is None else np.asarray(inputs, np.float64)
+        k = self.n_images
+        self.n_images += 1
+        if self.pixel_size_um is None:
+            self.pixel_size_um = pixel_size_um
+        names = _channel_names(channel_names, pred.shape[0])
+        kinds = _readout_kinds(names, self.readouts)
+        added = []
         for c, name in enumerate(names):
-            row = {"image": pred_path.name, "channel": name, **score_channel(pred[c], tgt[c])}
+            row = {"image": image, "channel": name, **score_channel(pred[c], tgt[c])}
             row.update(baseline_channel(x, tgt[c]))
-            pool = pools.setdefault(name, ChannelPool(kind=kinds[name]))
+            pool = self.pools.setdefault(name, ChannelPool(kind=kinds[name]))
             pool.small_targets.append(tgt[c][..., ::_SMALL, ::_SMALL].astype(np.float32))
             pool.pairs.append(_subsample(pred[c], tgt[c], 20000, k))
             readout = None
             row["readout"] = kinds[name]
             if kinds[name] != "none":
-                readout = object_readout(pred[c], tgt[c], kinds[name], pixel_size_um=px or 1.0)
+                readout = object_readout(pred[c], tgt[c], kinds[name], pixel_size_um=pixel_size_um or 1.0)
                 row.update(readout.row())
                 m = readout.match
                 pool.displacement_um.append(m.displacement_um)
@@ -339,28 +256,19 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
                 if m.n_true == 0:
                     row["note"] = (row["note"] + "; " if row["note"] else "") + \
                         f"count error not defined: no {kinds[name]} found in the target"
-            rows.append(row)
-            if k < max_panels:  # the first images get picture panels
+            row.update(columns)
+            added.append(row)
+            if k < self.max_panels:  # the first images get picture panels
                 smap = None
                 if np.isfinite(row["ssim"]):
                     smap = ssim(pred[c], tgt[c], data_range=row["data_range"], full=True)[1]
-                panels.append(Panel(pred_path.name, name, pred[c], tgt[c], x, smap, readout))
-    summary = _summarise(rows, pools, units_px)
-    for name, entry in summary["channels"].items():
-        entry["verdicts"] = verdicts(name, entry, summary["length_unit"])
-    evaluation = Evaluation(rows, summary, None, panels, pools)
-    if out is not None:
-        evaluation.out = write_evaluation(evaluation, out, report=report, title=title)
-    return evaluation
+                self.panels.append(Panel(image, name, pred[c], tgt[c], x, smap, readout))
+        self.rows += added
+        return added
 
-
-def write_evaluation(evaluation: Evaluation, out: str | os.PathLike, *, report: bool = True,
-                     title: str = "virtualstain evaluation") -> Path:
-    """Write ``metrics.csv``, ``summary.json`` and (with ``report``) ``report.html`` into ``out``, atomically."""
-    folder = ensure_writable_dir(out)
-    extra = [k for k in dict.fromkeys(k for r in evaluation.rows for k in r) if k not in COLUMNS]
-    write_csv_atomic(folder / "metrics.csv", evaluation.rows, COLUMNS + extra)
-    write_text_atomic(folder / "summary.json", json.dumps(_json_safe(evaluation.summary), indent=2, ensure_ascii=False))
-    if report:
-        write_text_atomic(folder / "report.html", render_report(evaluation, title))
-    return folder
+    def finish(self) -> Evaluation:
+        """Pool every image per channel and word the verdicts."""
+        summary = _summarise(self.rows, self.pools, self.pixel_size_um)
+        for name, entry in summary["channels"].items():
+            entry["verdicts"] = verdicts(name, entry, summary["length_unit"])
+        return Evaluation(self.rows, summary, None, self.panels, self.pools)

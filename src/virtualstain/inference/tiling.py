@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.configs import NetworkConfig
 from ..models.inference import memory_format
 from ..models.receptive_field import tiling_margin
-from ..models.unet import UNetConfig
 
 DEFAULT_CPU_BUDGET_MB = 1024
 
@@ -39,28 +39,13 @@ def pad_to_multiple(image: np.ndarray, multiple: Sequence[int]) -> tuple[np.ndar
     return image, tuple(spatial)
 
 
-def bytes_per_pixel(config: UNetConfig) -> float:
-    """Inference memory (bytes) per input pixel: the skips of every level, two working maps at full
-    width, input and output (float32), times scale² for a k× super-resolution network. Calibrated
-    against peak RSS of the folded network (≈250 B/px for ``pics``; see benchmarks/bench_predict.py)."""
-    if config.family == "srcnn":
-        maps = 2 * config.base_width + config.in_channels + config.out_channels
-        return 4.0 * maps * config.scale ** 2
-    shrink = 1
-    for f in config.factors():
-        shrink *= f
-    widths = config.widths()
-    skips = sum(w / shrink ** level for level, w in enumerate(widths))
-    return 4.0 * (skips + 2 * widths[0] + config.in_channels + config.out_channels) * config.scale ** 2
-
-
 def _axis_cost(length: int, core: int, multiple: int, margin: int) -> tuple[int, int]:
     """(sum, max) of the window lengths along one axis for a given core size."""
     windows = [w1 - w0 for w0, w1, _, _ in _axis_tiles(length, core, multiple, margin)]
     return sum(windows), max(windows)
 
 
-def auto_tile_size(config: UNetConfig, budget_mb: float, spatial: Sequence[int]) -> tuple[int, ...]:
+def auto_tile_size(config: NetworkConfig, budget_mb: float, spatial: Sequence[int]) -> tuple[int, ...]:
     """Tile cores for a padded image of shape ``spatial`` that fit ``budget_mb`` with the least work.
 
     Every grid of n₁ × n₂ (× n₃) tiles is scored by the total number of pixels the network must
@@ -70,7 +55,7 @@ def auto_tile_size(config: UNetConfig, budget_mb: float, spatial: Sequence[int])
     """
     margin = tiling_margin(config)
     mult = config.size_multiple()
-    budget_px = budget_mb * 2 ** 20 / bytes_per_pixel(config)
+    budget_px = budget_mb * 2 ** 20 / config.bytes_per_pixel()
     options = []  # per axis: arrays of (core, sum of windows, max window)
     for n, m, g in zip(spatial, mult, margin):
         cores = sorted({math.ceil(n / k / m) * m for k in range(1, n // m + 1)}, reverse=True)
@@ -121,7 +106,7 @@ def _run(network: nn.Module, array: np.ndarray, device: torch.device, amp: bool)
 def predict_padded(network: nn.Module, padded: np.ndarray, tile: Sequence[int] | None, device: torch.device,
                    amp: bool = False, progress=None) -> np.ndarray:
     """Predict a padded channels-first array whole (``tile=None``) or tile by tile."""
-    config: UNetConfig = network.config
+    config: NetworkConfig = network.config  # type: ignore[assignment]
     spatial = padded.shape[1:]
     if tile is None or all(t >= n for t, n in zip(tile, spatial)):
         return _run(network, padded, device, amp)
@@ -139,19 +124,19 @@ def predict_padded(network: nn.Module, padded: np.ndarray, tile: Sequence[int] |
     return out
 
 
-def output_scale(config: UNetConfig) -> tuple[int, ...]:
+def output_scale(config: NetworkConfig) -> tuple[int, ...]:
     """Output pixels per input pixel along each spatial axis ((Z,) Y, X)."""
     return (1,) * (config.spatial_dims - 2) + (config.scale, config.scale)
 
 
-def count_tiles(spatial: Sequence[int], config: UNetConfig, tile: Sequence[int] | None) -> int:
+def count_tiles(spatial: Sequence[int], config: NetworkConfig, tile: Sequence[int] | None) -> int:
     """How many windows :func:`predict_padded` will run for a padded ``spatial`` shape."""
     if tile is None or all(t >= n for t, n in zip(tile, spatial)):
         return 1
     return len(_tiles_for(spatial, config, tile))
 
 
-def _tiles_for(spatial: Sequence[int], config: UNetConfig, tile: Sequence[int]):
+def _tiles_for(spatial: Sequence[int], config: NetworkConfig, tile: Sequence[int]):
     """The tile grid for requested core sizes ``tile`` (rounded down to the size multiple, at least one)."""
     mult = config.size_multiple()
     core = [max(m, (int(t) // m) * m) for t, m in zip(tile, mult)]

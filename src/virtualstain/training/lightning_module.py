@@ -12,11 +12,11 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data.patches import PatchSampler
+from ..data.samples import Sample
 from ..data.splits import Region
+from ..inference.tiling import pad_to_multiple
 from ..models.inference import memory_format
-from ..models.unet import UNet
 from .losses import LOSSES, pearson_loss
-from .tiling import pad_to_multiple
 
 
 class PatchDataset(Dataset):
@@ -35,15 +35,14 @@ class PatchDataset(Dataset):
 
 
 class RegionDataset(Dataset):
-    """Whole validation regions (centre-cropped to ``max_size`` input pixels in YX), inputs padded to the
-    size multiple; targets ``scale``× larger for super-resolution."""
+    """Whole validation regions of (normalised) samples, centre-cropped to ``max_size`` input pixels in YX;
+    inputs padded to the size multiple, targets at the samples' scale (k× larger for super-resolution)."""
 
-    def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], regions: Sequence[Region],
-                 multiple: Sequence[int], max_size: int, scale: int = 1):
+    def __init__(self, samples: Sequence[Sample], regions: Sequence[Region], multiple: Sequence[int], max_size: int):
         self.items = []
         for r in regions:
-            x, _ = pad_to_multiple(inputs[r.sample][r.centre_crop(max_size)], multiple)
-            y = targets[r.sample][r.centre_crop(max_size, scale)]
+            x, y = r.crop(samples[r.sample], max_size)
+            x, _ = pad_to_multiple(x, multiple)
             self.items.append((np.ascontiguousarray(x), np.ascontiguousarray(y)))
 
     def __len__(self) -> int:
@@ -57,7 +56,7 @@ class RegionDataset(Dataset):
 class VirtualStainModule(pl.LightningModule):
     """Trains a network with a pixel loss; validates on whole regions (loss and Pearson r)."""
 
-    def __init__(self, network: UNet, loss: str = "mse", optimizer: str = "adam", lr: float = 1e-3,
+    def __init__(self, network: torch.nn.Module, loss: str = "mse", optimizer: str = "adam", lr: float = 1e-3,
                  betas: Sequence[float] = (0.5, 0.999), lr_schedule: str = "plateau", lr_patience: int = 5,
                  lr_factor: float = 0.5):
         super().__init__()

@@ -6,7 +6,7 @@ fraction f a model is trained from scratch on a share f of the training data —
 longest lateral axis, never less than one patch. Each fraction's run then continues through the listed
 epoch counts: the run is resumed with a larger ``max_epochs`` (early stopping off), which gives exactly
 the model that training for that many epochs from scratch gives, at the cost of the longest run only.
-After each step the held-out test regions are judged (:func:`~virtualstain.workflows.evaluate.evaluate_files`).
+After each step the held-out test regions are judged from memory (:mod:`~virtualstain.workflows.stain.held_out`).
 
 Outputs in ``OUT``: one run folder per fraction (``fraction_0.25/`` ...), ``study.csv`` (one row per
 fraction, epoch count and channel), ``study.json`` and ``study.html`` (tables and plots). Rerunning the
@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
-from ..data.samples import Sample, read_manifest
-from ..data.splits import Region, SplitPlan, plan_splits
-from ..errors import UserError
-from ..report.study import as_float, render_study
-from .config import TrainConfig
+from ..._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
+from ...data.samples import Sample, read_manifest
+from ...data.splits import Region, SplitPlan, plan_splits
+from ...errors import UserError
+from ...report.study import as_float, render_study
+from ...training.config import TrainConfig
 from .train import train
 
 STUDY_COLUMNS = ["fraction", "train_regions", "train_megapixels", "epochs_requested", "epochs", "channel",
@@ -60,15 +60,16 @@ def training_subset(plan: SplitPlan, fraction: float, seed: int = 0, min_length:
 
 
 def region_samples(samples: list[Sample], regions: Sequence[Region]) -> list[Sample]:
-    """One sample per region (the region's crop, ``split`` set), named ``<sample>_<split>[_k]``."""
+    """One sample per region (the region's crop of input and target — the target at the sample's scale —
+    ``split`` set), named ``<sample>_<split>[_k]``."""
     out = []
     for k, r in enumerate(regions):
         s = samples[r.sample]
         name = f"{s.name}_{r.split}"
         if sum(1 for q in regions if q.sample == r.sample and q.split == r.split) > 1:
             name = f"{name}_{k}"
-        out.append(dataclasses.replace(s, name=name, input=s.input[r.slices()], target=s.target[r.slices()],
-                                       split=r.split, group=name))
+        x, y = r.crop(s)
+        out.append(dataclasses.replace(s, name=name, input=x, target=y, split=r.split, group=name))
     return out
 
 
@@ -149,12 +150,15 @@ def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, co
                 continue
             config.training.max_epochs = n_epochs
             result = train(run_samples, run, config)
-            seconds += result.summary["seconds_this_session"]
-            judged = json.loads((run / "test" / "summary.json").read_text(encoding="utf-8"))["channels"]
+            if result.summary is None or result.test is None:
+                raise UserError(f"{run}: the run has no test regions to judge; give the study data with test rows "
+                                "or a split.test_fraction above 0")
+            seconds += result.summary.seconds_this_session
+            judged = result.test.summary["channels"]
             for channel, s in judged.items():
                 rows.append({
                     "fraction": fraction, "train_regions": len(subset), "train_megapixels": round(megapixels, 4),
-                    "epochs_requested": n_epochs, "epochs": result.summary["epochs"], "channel": channel,
+                    "epochs_requested": n_epochs, "epochs": result.summary.epochs, "channel": channel,
                     "pearson_r": s["pearson_r_mean"], "accuracy_score_p": s["accuracy_score_p"],
                     "count_error": s.get("count_error_total"), "f1": s.get("f1_mean"),
                     "train_seconds": round(seconds, 1), "run": str(run.relative_to(folder)),
@@ -162,7 +166,7 @@ def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, co
             rows.sort(key=lambda r: (as_float(r["fraction"]), int(r["epochs_requested"]), r["channel"]))
             _write_table(table, rows)
             if log:
-                log(f"fraction {fraction:g}, {result.summary['epochs']} epochs: " + ", ".join(
+                log(f"fraction {fraction:g}, {result.summary.epochs} epochs: " + ", ".join(
                     f"{c} r={s['pearson_r_mean']:.3f}" for c, s in judged.items()))
     write_text_atomic(folder / "study.json", json.dumps(
         {"fractions": fractions, "epochs": epochs, "split": plan.description, "rows": rows}, indent=2, default=str))

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import ensure_writable_dir, write_text_atomic
-from ..analysis.readouts import readout_for
-from ..data.io import read_image
-from ..data.synthetic import write_dataset
-from ..errors import UserError
-from .config import config_from_dict
-from .evaluate import evaluate_files
-from .pics import compartment_agreement
-from .predict import predict_files
+from ..._atomic import ensure_writable_dir, write_text_atomic
+from ...analysis.compartments import compartment_agreement
+from ...analysis.readouts import readout_for
+from ...data.synthetic import write_dataset
+from ...errors import UserError
+from ...training.config import config_from_dict
+from .evaluate import write_evaluation
+from .held_out import HeldOut
+from .predict import write_prediction
 from .train import train
 
 
@@ -42,23 +42,19 @@ def _manifest_for(data: Path, workdir: Path) -> Path:
 SYNTHETIC_WAVELENGTH_UM = 0.55
 
 
-def _nuclei_plane(path: Path) -> np.ndarray:
-    array, meta = read_image(path)
-    array = array.reshape(-1, *array.shape[-2:])
-    names = meta.channel_names or [""] * len(array)
-    index = next((i for i, name in enumerate(names) if readout_for(name) == "nuclei"), 0)
-    return array[index].astype(np.float64)
+def _nuclei_channel(names: list[str]) -> int:
+    """The first channel whose name reads out as nuclei (else 0)."""
+    return next((i for i, name in enumerate(names) if readout_for(name) == "nuclei"), 0)
 
 
-def _dry_mass_readout(inputs: list[Path], predictions: list[Path], targets: list[Path]) -> dict:
+def _dry_mass_readout(held_out: list[HeldOut], names: list[str]) -> dict:
     """PICS: nuclear vs cytoplasmic dry mass on the phase input, with real and with virtual nuclei."""
-    phases, pixel_sizes = [], []
-    for path in inputs:
-        array, meta = read_image(path)
-        phases.append(array.reshape(-1, *array.shape[-2:])[0].astype(np.float64))
-        pixel_sizes.append(meta.pixel_size_um or 1.0)
-    return compartment_agreement(phases, [_nuclei_plane(p) for p in targets], [_nuclei_plane(p) for p in predictions],
-                                 pixel_size_um=pixel_sizes[0], wavelength_um=SYNTHETIC_WAVELENGTH_UM)
+    c = _nuclei_channel(names)
+    plane = (lambda a: a.reshape(-1, *a.shape[-2:]))  # noqa: E731  (Z planes of a volume become channels)
+    return compartment_agreement([plane(h.input)[0].astype(np.float64) for h in held_out],
+                                 [plane(h.target)[c].astype(np.float64) for h in held_out],
+                                 [plane(h.prediction)[c].astype(np.float64) for h in held_out],
+                                 pixel_size_um=held_out[0].pixel_size_um or 1.0, wavelength_um=SYNTHETIC_WAVELENGTH_UM)
 
 
 def _dry_mass_lines(dry_mass: dict | None) -> list[str]:
@@ -108,18 +104,19 @@ def run_demo(out: str | os.PathLike = "virtualstain-demo", data: str | os.PathLi
                      "early_stopping_patience": None if epochs else 30, "progress_bar": progress},
     })
     result = train(manifest, out / "run", config, max_minutes=None if epochs else minutes, fresh=True)
-    test_dir = out / "run" / "test"
-    preds = sorted((test_dir / "input").glob("*.tif"))
-    predicted = predict_files(result.model_dir, preds, out / "predictions", composite=True, overwrite=True,
-                              progress=progress)
-    evaluation = evaluate_files(predicted, [test_dir / "target" / p.name for p in predicted], out / "evaluation",
-                                inputs=preds, title=f"virtualstain demo: {source}")
+    if result.summary is None or result.test is None or result.bundle is None:
+        raise UserError(f"{manifest}: the data left no test region to demonstrate on; give more fields of view")
+    bundle = result.bundle
+    held_out = sorted(result.held_out, key=lambda h: h.name)
+    predicted = [write_prediction(out / "predictions" / f"{h.name}.tif", bundle, h.prediction, source=f"{h.name}.tif",
+                                  pixel_size_um=h.pixel_size_um, composite_of=h.input) for h in held_out]
+    evaluation = result.test
+    evaluation.out = write_evaluation(evaluation, out / "evaluation", title=f"virtualstain demo: {source}")
     channels = evaluation.summary["channels"]
-    dry_mass = _dry_mass_readout(preds, predicted, [test_dir / "target" / p.name for p in predicted]) \
-        if data is None else None
+    dry_mass = _dry_mass_readout(held_out, bundle.output_channel_names) if data is None else None
     summary = {
-        "data": source, "split": result.summary["split"], "epochs": result.summary["epochs"],
-        "training_seconds": result.summary["seconds_this_session"],
+        "data": source, "split": result.summary.split, "epochs": result.summary.epochs,
+        "training_seconds": result.summary.seconds_this_session,
         "test_pearson_r": {c: entry["pearson_r_mean"] for c, entry in channels.items()},
         "verdicts": {c: entry["verdicts"] for c, entry in channels.items()},
         "total_seconds": round(time.perf_counter() - started, 1),
@@ -132,7 +129,7 @@ def run_demo(out: str | os.PathLike = "virtualstain-demo", data: str | os.PathLi
         "# virtualstain demo report", "",
         f"- Data: {source}", f"- Split: {summary['split']}",
         f"- Model: `pics` U-Net, {summary['epochs']} epochs in {summary['training_seconds']} s "
-        f"({result.summary['patches_per_second']} patches/s); bundle at `{result.model_dir}`",
+        f"({result.summary.patches_per_second} patches/s); bundle at `{result.model_dir}`",
         f"- Total time: {summary['total_seconds']} s",
         "- Full report with images and plots: `evaluation/report.html` (open it in a browser)", "",
         "## Verdicts on the held-out test images", "",

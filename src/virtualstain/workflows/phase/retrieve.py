@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from ..data.io import ImageMeta, check_finite, check_not_constant, read_image, write_tiff
-from ..errors import UserError
-from ..optics import (
+from ...data.io import ImageMeta, check_finite, check_not_constant, read_image, write_tiff
+from ...data.phase_maps import write_phase_map
+from ...data.units import check_pixel_size_um, check_wavelength_um
+from ...errors import UserError
+from ...optics import (
     focus_curve,
     four_frame_phase,
     hologram_phase,
@@ -24,26 +25,6 @@ from ..optics import (
     tie_phase,
     tie_phase_iterative,
 )
-
-
-def check_length_um(value: float | None, flag: str, *, low: float, high: float, required: bool = True) -> float | None:
-    """Refuse a missing or implausible length (e.g. nm given where µm is expected), naming the flag."""
-    if value is None:
-        if required:
-            raise UserError(f"{flag} is required (µm) and the file does not record it; add {flag}")
-        return None
-    if not low <= value <= high:
-        raise UserError(f"{flag} {value} is outside the plausible range {low}–{high} µm; "
-                        "lengths are in µm (e.g. 0.633 for a 633 nm laser, 0.1 for 100 nm pixels)")
-    return float(value)
-
-
-def check_wavelength_um(value: float | None, required: bool = True) -> float | None:
-    return check_length_um(value, "--wavelength-um", low=0.2, high=2.0, required=required)
-
-
-def check_pixel_size_um(value: float | None, required: bool = True) -> float | None:
-    return check_length_um(value, "--pixel-size-um", low=1e-3, high=100.0, required=required)
 
 
 def read_plane(path: str | os.PathLike, what: str) -> tuple[np.ndarray, ImageMeta]:
@@ -71,17 +52,6 @@ def read_stack(path: str | os.PathLike, what: str, planes: Sequence[int]) -> tup
     return array, meta
 
 
-def write_phase(out: str | os.PathLike, phase: np.ndarray, *, wavelength_um: float | None,
-                pixel_size_um: float | None, method: str) -> Path:
-    """Write a phase map (radians) with its wavelength and pixel size, atomically."""
-    description = {"quantity": "phase", "unit": "rad", "method": method}
-    if wavelength_um:
-        description["wavelength_um"] = wavelength_um
-    if pixel_size_um:
-        description["pixel_size_um"] = pixel_size_um
-    return write_tiff(out, phase[None], pixel_size_um=pixel_size_um, channel_names=["phase"], description=description)
-
-
 def phase_from_hologram(hologram: str | os.PathLike, out: str | os.PathLike, *, background: str | os.PathLike | None,
                         wavelength_um: float, pixel_size_um: float | None, filter_size: float = 1 / 3,
                         border_px: int = 10) -> np.ndarray:
@@ -96,7 +66,7 @@ def phase_from_hologram(hologram: str | os.PathLike, out: str | os.PathLike, *, 
             raise UserError(f"{background}: background hologram is {bg.shape} but {hologram} is {holo.shape}; "
                             "record the background with the same camera settings")
     phase = hologram_phase(holo, bg, filter_size=filter_size, border_px=border_px)
-    write_phase(out, phase, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, method="off-axis hologram")
+    write_phase_map(out, phase, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, method="off-axis hologram")
     return phase
 
 
@@ -110,7 +80,7 @@ def phase_from_qlsi(interferogram: str | os.PathLike, out: str | os.PathLike, *,
         raise UserError(f"{reference}: reference is {ref.shape} but {interferogram} is {data.shape}")
     pixel_size_um = check_pixel_size_um(pixel_size_um or meta.pixel_size_um, required=False)
     phase = qlsi_phase(data, ref, wavelength_um=wavelength_um, pitch_term_um=pitch_term_um)
-    write_phase(out, phase, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, method="QLSI")
+    write_phase_map(out, phase, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, method="QLSI")
     return phase
 
 
@@ -121,7 +91,7 @@ def phase_from_shifting(frames: str | os.PathLike, out: str | os.PathLike, *, wa
     wavelength_um = check_wavelength_um(wavelength_um, required=False)
     pixel_size_um = check_pixel_size_um(pixel_size_um or meta.pixel_size_um, required=False)
     phase = four_frame_phase(stack, unwrap=unwrap)
-    write_phase(out, phase, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, method="four-frame phase shifting")
+    write_phase_map(out, phase, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, method="four-frame phase shifting")
     return phase
 
 
@@ -147,7 +117,7 @@ def phase_from_tie(stack_path: str | os.PathLike, out: str | os.PathLike, *, z_u
         phase = tie_phase_iterative(stack, z_um, solver="dct", **kwargs).phase
     else:
         phase = tie_phase(stack, z_um, solver=solver, **kwargs)
-    write_phase(out, phase, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, method=f"TIE ({solver})")
+    write_phase_map(out, phase, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, method=f"TIE ({solver})")
     return phase
 
 

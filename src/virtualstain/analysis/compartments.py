@@ -14,8 +14,9 @@ from scipy import ndimage
 from skimage.filters import threshold_multiotsu
 from skimage.segmentation import relabel_sequential
 
-from ..analysis import match_objects, segment_nuclei
 from ..optics import DEFAULT_ALPHA_ML_PER_G, compartment_dry_mass, object_dry_mass
+from .matching import match_objects
+from .segmentation import segment_nuclei
 
 
 def cell_foreground(phase: np.ndarray, smooth_px: float = 1.0) -> np.ndarray:

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import ensure_writable_dir
-from ..analysis import segment_nuclei
-from ..data.io import check_finite, read_image, to_channels_first, write_labels
-from ..errors import UserError
-from .predict import output_path
+from ..._atomic import ensure_writable_dir
+from ...analysis import segment_nuclei
+from ...data.io import check_finite, output_path, read_image, to_channels_first, write_labels
+from ...errors import UserError
 
 
 def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *, pixel_size_um: float | None = None,

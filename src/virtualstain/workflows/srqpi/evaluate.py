@@ -30,13 +30,14 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
-from ..data.samples import read_manifest
-from ..errors import UserError
-from ..metrics import phase_scores
-from ..models.bundle import ModelBundle
-from ..optics import tie_phase
-from .predict import predict
+from ..._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
+from ...data.acquisition import Acquisition
+from ...data.samples import read_manifest
+from ...errors import UserError
+from ...inference.predict import predict
+from ...metrics import phase_scores
+from ...models.bundle import ModelBundle
+from ...optics import tie_phase
 from .simulate import SimulationSettings, simulate_intensity
 
 BASELINES = ("fft_tie", "dct_tie", "tie_single")
@@ -70,7 +71,8 @@ def match_background(phase: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Optics:
-    """The acquisition of one simulated LR image, from its metadata (lengths in µm)."""
+    """The complete acquisition of one simulated LR image (every :class:`Acquisition` setting, as one value,
+    plus the LR pixel size; lengths in µm)."""
 
     defocus_um: float
     coherence: float
@@ -81,14 +83,13 @@ class Optics:
     pixel_size_um: float  # of the LR image
 
     @classmethod
-    def from_description(cls, description: dict, pixel_size_um: float | None, source: str) -> Optics:
-        missing = [k for k in ("defocus_um", "coherence", "binning", "noise", "na", "wavelength_um")
-                   if k not in description]
+    def of(cls, acquisition: Acquisition, pixel_size_um: float | None, source: str) -> Optics:
+        """The optics of an image whose metadata records every setting (as ``virtualstain simulate`` writes)."""
+        missing = acquisition.missing()
         if missing or not pixel_size_um:
             raise UserError(f"{source}: no {missing or ['pixel size']} in the image metadata; the TIE baselines need "
                             "the simulation parameters — use pairs written by `virtualstain simulate`")
-        return cls(**{k: description[k] for k in ("defocus_um", "coherence", "binning", "noise", "na",
-                                                  "wavelength_um")}, pixel_size_um=pixel_size_um)
+        return cls(**acquisition.to_dict(), pixel_size_um=pixel_size_um)
 
 
 def tie_baselines(low: np.ndarray, truth: np.ndarray, optics: Optics,
@@ -157,7 +158,7 @@ def evaluate_srqpi(manifest: str | os.PathLike, models: Mapping[str, ModelBundle
     baselines : bool
         Also score :data:`BASELINES`.
     tile_size : int, optional
-        Passed to :func:`~virtualstain.workflows.predict.predict`.
+        Passed to :func:`~virtualstain.inference.predict.predict`.
 
     Raises
     ------
@@ -175,15 +176,16 @@ def evaluate_srqpi(manifest: str | os.PathLike, models: Mapping[str, ModelBundle
     for index, sample in enumerate(tqdm(samples, desc="evaluate", unit="image", disable=not progress)):
         truth = sample.target[0].astype(np.float64)
         where = sample.input_paths[0] if sample.input_paths else sample.source
-        description = sample.input_description
-        maps = {name: (predict(bundle, sample.input, tile_size=tile_size, source=where,
-                               pixel_size_um=sample.pixel_size_um)[0], None) for name, bundle in models.items()}
+        acquisition = sample.acquisition
+        maps: dict[str, tuple[np.ndarray, float | None]] = {
+            name: (predict(bundle, sample.input, tile_size=tile_size, source=where,
+                           pixel_size_um=sample.pixel_size_um)[0], None) for name, bundle in models.items()}
         if baselines:
-            optics = Optics.from_description(description, sample.pixel_size_um, where)
+            optics = Optics.of(acquisition, sample.pixel_size_um, where)
             maps.update(tie_baselines(sample.input[0].astype(np.float64), truth, optics, seed=index))
         for method, (phase, eps) in maps.items():
-            result.rows.append({"image": sample.name, "method": method, "defocus_um": description.get("defocus_um"),
-                                "coherence": description.get("coherence"), **phase_scores(phase, truth),
+            result.rows.append({"image": sample.name, "method": method, "defocus_um": acquisition.defocus_um,
+                                "coherence": acquisition.coherence, **phase_scores(phase, truth),
                                 "regularization_per_um2": eps})
     return result
 

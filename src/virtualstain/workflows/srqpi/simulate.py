@@ -26,12 +26,14 @@ import numpy as np
 from skimage.transform import rescale
 from tqdm.auto import tqdm
 
-from .._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
-from ..data.io import write_tiff
-from ..data.synthetic import make_field
-from ..errors import UserError
-from ..optics import add_gaussian_noise, bin_pixels, brightfield_intensity
-from .phase import check_pixel_size_um, check_wavelength_um, read_plane, write_phase
+from ..._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
+from ...data.acquisition import Acquisition
+from ...data.io import check_not_constant, write_tiff
+from ...data.phase_maps import read_phase_map, write_phase_map
+from ...data.synthetic import make_field
+from ...data.units import check_pixel_size_um, check_wavelength_um
+from ...errors import UserError
+from ...optics import add_gaussian_noise, bin_pixels, brightfield_intensity
 
 MANIFEST_COLUMNS = ["input", "target", "group", "pixel_size_um", "scale"]
 #: Relative pixel-size difference below which a phase map is used as it is.
@@ -126,19 +128,19 @@ def synthetic_phase(index: int, settings: SimulationSettings, shape: tuple[int, 
     return phase
 
 
-def read_phase_map(path: str | os.PathLike, pixel_size_um: float) -> np.ndarray:
-    """A phase map in radians, resampled to ``pixel_size_um`` when its file records another pixel size.
+def resampled_phase_map(path: str | os.PathLike, pixel_size_um: float) -> np.ndarray:
+    """A ``(Y, X)`` phase map in radians (:func:`~virtualstain.data.phase_maps.read_phase_map`), resampled to
+    ``pixel_size_um`` when its file records another pixel size.
 
     Raises
     ------
     UserError
-        A map whose metadata gives a unit other than rad.
+        Not a phase map in radians, or a constant one (it would simulate an empty field).
     """
-    phase, meta = read_plane(path, "phase map")
-    unit = meta.description.get("unit")
-    if unit not in (None, "rad"):
-        raise UserError(f"{path}: the phase map is in {unit!r}; give phase in radians (as `virtualstain phase` writes)")
-    source_px = meta.pixel_size_um
+    phase_map = read_phase_map(path)
+    phase = phase_map.phase[0]
+    check_not_constant(phase, path, "phase map")
+    source_px = phase_map.pixel_size_um
     if source_px and abs(source_px / pixel_size_um - 1) > RESAMPLE_TOLERANCE:
         factor = source_px / pixel_size_um
         phase = rescale(phase, factor, order=1, anti_aliasing=factor < 1, preserve_range=True, mode="reflect")
@@ -205,7 +207,7 @@ def simulate_pairs(phase_files: Sequence[str | os.PathLike], out: str | os.PathL
     _check(settings)
     if not phase_files and synthetic <= 0:
         raise UserError("give phase maps (PHASE.tif …) or --synthetic N")
-    sources = [(Path(path).stem, read_phase_map(path, settings.pixel_size_um)) for path in phase_files]
+    sources = [(Path(path).stem, resampled_phase_map(path, settings.pixel_size_um)) for path in phase_files]
     sources += [(f"synthetic{settings.seed}_{i:03d}", synthetic_phase(i, settings, synthetic_shape))
                 for i in range(synthetic)]
     k = settings.binning
@@ -221,14 +223,14 @@ def simulate_pairs(phase_files: Sequence[str | os.PathLike], out: str | os.PathL
     for i, z, s in tqdm(jobs, desc="simulate", unit="pair", disable=not progress):
         stem, phase = sources[i][0], crop_to_multiple(sources[i][1], k)
         name = f"{stem}_z{z:g}_s{s:g}.tif"
-        params = {"defocus_um": z, "coherence": s, "binning": k, "noise": settings.noise,
-                  "na": settings.na, "wavelength_um": settings.wavelength_um, "source": stem}
+        params = {**Acquisition(binning=k, wavelength_um=settings.wavelength_um, na=settings.na, defocus_um=z,
+                                coherence=s, noise=settings.noise).to_dict(), "source": stem}
         if not ((folder / "lr" / name).exists() and (folder / "hr" / name).exists()):  # else: resumed
             rng = np.random.default_rng([settings.seed, i, settings.defocus_um.index(z), settings.coherence.index(s)])
             low = simulate_intensity(phase, defocus_um=z, coherence=s, settings=settings, rng=rng)
             write_tiff(folder / "lr" / name, low[None], pixel_size_um=settings.pixel_size_um * k,
                        channel_names=["brightfield"], description={"quantity": "intensity", **params})
-            write_phase(folder / "hr" / name, phase, wavelength_um=settings.wavelength_um,
+            write_phase_map(folder / "hr" / name, phase, wavelength_um=settings.wavelength_um,
                         pixel_size_um=settings.pixel_size_um, method="simulation ground truth")
         rows.append({"input": f"lr/{name}", "target": f"hr/{name}", "group": stem,
                      "pixel_size_um": settings.pixel_size_um * k, "scale": k})

@@ -1,0 +1,1 @@
+"""Inference (torch): arrays in, arrays out — input checks, brightness matching, test-time augmentation, tiling."""

@@ -1,0 +1,1 @@
+"""Super-resolved quantitative phase (DL-SRQPI): simulated training pairs and their judge."""

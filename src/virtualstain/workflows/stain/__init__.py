@@ -1,0 +1,1 @@
+"""Virtual staining: train, predict files, evaluate files, study, demo and nuclei segmentation."""

@@ -1,0 +1,237 @@
+"""Train a virtual stain from paired images (Lightning loop) and write a model bundle.
+
+``RUN/`` receives ``config.yaml`` (the resolved config), ``splits.json`` (which pixels
+trained, validated and tested), ``checkpoints/last.ckpt`` (resume state, written
+atomically after every validation) and ``checkpoints/best.ckpt``, ``log/metrics.csv``
+(per-epoch losses), ``model/`` (the bundle, from the best checkpoint), ``test/`` (the
+held-out inputs, predictions and targets, judged in ``metrics.csv``, ``summary.json`` and
+``report.html``) and ``summary.json``.
+
+Interrupted runs (even ``kill -9``) resume from ``last.ckpt`` when ``train`` is called
+again with the same ``--out`` and config, losing at most the epoch in progress
+(:mod:`virtualstain.training.fit`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..._atomic import ensure_writable_dir, write_text_atomic
+from ...data.acquisition import Acquisition
+from ...data.normalization import Normalizer
+from ...data.patches import PatchSampler, fit_patch_size
+from ...data.samples import Sample, common_input_channels, common_scale, manifest_sha256, read_manifest
+from ...data.splits import SplitPlan, plan_splits
+from ...errors import UserError
+from ...evaluation.scoring import Evaluation
+from ...inference.predict import predict
+from ...metrics import pearson_r
+from ...models.bundle import ModelBundle, TrainingRecord, ValidationRecord, save_bundle
+from ...models.registry import build, make_config
+from ...training.config import TrainConfig
+from ...training.fit import fit, prepare_resume
+from .held_out import HeldOut, judge_held_out, predict_held_out
+
+
+@dataclass
+class TrainSummary:
+    """What ``RUN/summary.json`` records (and ``virtualstain train`` prints)."""
+
+    model: str
+    split_mode: str
+    split: str
+    validation_pearson_r: dict[str, float]
+    test_pearson_r: dict[str, float]
+    wall_seconds: float
+    best_val_loss: float | None
+    epochs: int
+    seconds_this_session: float
+    patches_per_second: float
+    resumed_from: str | None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes
+    ----------
+    run_dir, model_dir : Path
+        The run folder and its bundle.
+    validation : ValidationRecord
+        Validation of the saved weights.
+    summary : TrainSummary or None
+        As written to ``summary.json`` (None on a non-zero DDP rank).
+    held_out : list of HeldOut
+        The test regions with their predictions, in memory.
+    test : Evaluation or None
+        The judgement of the test regions (None without test regions).
+    bundle : ModelBundle or None
+        The model as saved in ``model_dir``.
+    """
+
+    run_dir: Path
+    model_dir: Path
+    validation: ValidationRecord
+    summary: TrainSummary | None = None
+    held_out: list[HeldOut] = field(default_factory=list)
+    test: Evaluation | None = None
+    bundle: ModelBundle | None = None
+
+    @property
+    def test_rows(self) -> list[dict]:
+        """One row per test image and channel (see :data:`~virtualstain.evaluation.scoring.COLUMNS`)."""
+        return self.test.rows if self.test else []
+
+
+def _names_in_files(samples: list[Sample], attribute: str, count: int) -> list[str]:
+    """Channel names stored in every sample's files, if they all agree and are distinct; else []."""
+    found = {tuple(getattr(s, attribute)) for s in samples}
+    if len(found) == 1:
+        (names,) = found
+        if len(names) == count and len(set(names)) == count:
+            return list(names)
+    return []
+
+
+def _channel_names(samples: list[Sample], config: TrainConfig) -> tuple[list[str], list[str]]:
+    """Channel names: from the config, else from the files' metadata, else from paths / indices."""
+    n_in, n_out = samples[0].input.shape[0], samples[0].target.shape[0]
+    names_in = config.data.input_channel_names or _names_in_files(samples, "input_channel_names", n_in)
+    if not names_in:
+        names_in = [f"input{c}" for c in (common_input_channels(samples) or range(n_in))]
+    names_out = config.data.target_channel_names or _names_in_files(samples, "target_channel_names", n_out)
+    if not names_out:
+        paths = [Path(p) for p in samples[0].target_paths]
+        if len(paths) == n_out and paths:
+            stems = [p.stem for p in paths]
+            names_out = stems if len(set(stems)) == len(stems) else [p.parent.name for p in paths]
+        else:
+            names_out = [f"target{c}" for c in range(n_out)]
+    if len(names_in) != n_in or len(names_out) != n_out:
+        raise UserError(f"data.input_channel_names/target_channel_names give {len(names_in)}/{len(names_out)} names "
+                        f"for {n_in}/{n_out} channels; give one name per channel")
+    return list(names_in), list(names_out)
+
+
+def _validation_pearson(bundle: ModelBundle, samples: list[Sample], plan: SplitPlan, max_size: int) -> list[float]:
+    rs = []
+    for r in plan.of("val"):
+        x, y = r.crop(samples[r.sample], max_size)
+        pred = predict(bundle, x, source=samples[r.sample].name)
+        rs.append([pearson_r(pred[c], y[c]) for c in range(y.shape[0])])
+    return np.nanmean(np.array(rs), axis=0).tolist() if rs else []
+
+
+def _normalised(samples: list[Sample], x_norm: Normalizer, y_norm: Normalizer) -> list[Sample]:
+    return [dataclasses.replace(s, input=x_norm(s.input), target=y_norm(s.target)) for s in samples]
+
+
+def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config: TrainConfig | None = None, *,
+          max_minutes: float | None = None, fresh: bool = False) -> TrainResult:
+    """Train a model on a manifest (or samples) and write ``out/model`` and the run's records.
+
+    Parameters
+    ----------
+    data : path or list of Sample
+        A CSV manifest (see :mod:`virtualstain.data.samples`) or in-memory samples
+        (:func:`~virtualstain.data.samples.samples_from_arrays`).
+    out : path
+        Run folder.
+    config : TrainConfig, optional
+        Defaults everywhere when omitted.
+    max_minutes : float, optional
+        Wall-clock budget for training (overrides ``training.max_minutes``).
+    fresh : bool
+        Discard an interrupted run in ``out`` instead of resuming it.
+
+    Returns
+    -------
+    TrainResult
+    """
+    config = (config or TrainConfig()).model_copy(deep=True)
+    if max_minutes is not None:
+        config.training.max_minutes = max_minutes
+    run = ensure_writable_dir(out)
+    dims = config.model.spatial_dims
+    if isinstance(data, (str, os.PathLike)):
+        manifest_path: Path | None = Path(data)
+        samples = read_manifest(data, dims, config.data.input_channels)
+    else:
+        manifest_path, samples = None, list(data)
+    plan = plan_splits(samples, config.split.val_fraction, config.split.test_fraction, config.training.seed)
+    train_regions, val_regions = plan.of("train"), plan.of("val")
+    if not train_regions:
+        raise UserError("no training data after splitting; mark rows split=train or lower the val/test fractions")
+    if not val_regions:
+        raise UserError("no validation data after splitting; add split=val rows or raise split.val_fraction")
+    scale = common_scale(samples, manifest_path or "samples")
+    train_crops = [r.crop(samples[r.sample]) for r in train_regions]
+    x_norm = Normalizer.fit([x for x, _ in train_crops], config.data.input_normalization, config.data.percentiles,
+                            "inputs")
+    y_norm = Normalizer.fit([y for _, y in train_crops], config.data.target_normalization, config.data.percentiles,
+                            "targets")
+    normalised = _normalised(samples, x_norm, y_norm)
+    m = config.model
+    net_config = make_config(m.architecture, samples[0].input.shape[0], samples[0].target.shape[0], dims, scale,
+                             depth=m.depth, base_width=m.base_width, max_width=m.max_width, residual=m.residual,
+                             downsample_z=None if m.downsample_z else False)
+    torch.manual_seed(config.training.seed)
+    network = build(m.architecture, net_config)
+    patch = fit_patch_size(config.patch_size(), train_regions, net_config.size_multiple())
+    sampler = PatchSampler([s.input for s in normalised], [s.target for s in normalised], train_regions, patch,
+                           config.data.min_signal_fraction, config.data.augment, scale=scale)
+
+    from ...training.lightning_module import PatchDataset, RegionDataset
+
+    train_ds = PatchDataset(sampler, config.training.patches_per_epoch, config.training.seed)
+    val_ds = RegionDataset(normalised, val_regions[: config.training.val_max_regions], net_config.size_multiple(),
+                           config.training.val_max_size)
+    resume = prepare_resume(run, config, fresh)
+    write_text_atomic(run / "config.yaml", config.to_yaml())
+    write_text_atomic(run / "splits.json", json.dumps({
+        "mode": plan.mode, "description": plan.description,
+        "samples": [{"name": s.name, "source": s.source, "shape": list(s.spatial_shape)} for s in samples],
+        "regions": [r.to_dict() for r in plan.regions]}, indent=2))
+    started = time.perf_counter()
+    fitted = fit(config, network, train_ds, val_ds, run, resume)
+    if fitted is None:  # a non-zero DDP rank: rank 0 writes the outputs
+        return TrainResult(run, run / "model", ValidationRecord())
+    names_in, names_out = _channel_names(samples, config)
+    pixel_sizes = {s.pixel_size_um for s in samples if s.pixel_size_um}
+    bundle = ModelBundle(
+        network=network.eval(), architecture=m.architecture, input_normalizer=x_norm, target_normalizer=y_norm,
+        input_channel_names=names_in, output_channel_names=names_out, input_channels=common_input_channels(samples),
+        pixel_size_um=pixel_sizes.pop() if len(pixel_sizes) == 1 else None,
+        acquisition=Acquisition.pooled([s.acquisition for s in samples]),
+        training=TrainingRecord(
+            config=config.model_dump(mode="json"), patch_size=list(patch),
+            manifest=str(manifest_path) if manifest_path else None,
+            manifest_sha256=manifest_sha256(manifest_path, samples), split_mode=plan.mode, split=plan.description,
+            n_samples=len(samples),
+            input_mean=[float(np.mean([x[c].mean() for x, _ in train_crops])) for c in range(len(names_in))],
+            **dataclasses.asdict(fitted)),
+    )
+    val_r = _validation_pearson(bundle, samples, plan, config.training.val_max_size)
+    bundle.validation = ValidationRecord(loss=fitted.best_val_loss, loss_name=config.training.loss,
+                                         pearson_r=dict(zip(names_out, val_r)))
+    model_dir = save_bundle(bundle, run / "model")
+    held_out = predict_held_out(bundle, samples, plan)
+    test = judge_held_out(held_out, bundle, plan, run / "test")
+    test_r = {c: entry["pearson_r_mean"] for c, entry in test.summary["channels"].items()} if test else {}
+    summary = TrainSummary(model=str(model_dir), split_mode=plan.mode, split=plan.description,
+                           validation_pearson_r=dict(zip(names_out, val_r)), test_pearson_r=test_r,
+                           wall_seconds=round(time.perf_counter() - started, 1), **dataclasses.asdict(fitted))
+    write_text_atomic(run / "summary.json", json.dumps(summary.to_dict(), indent=2))
+    return TrainResult(run, model_dir, bundle.validation, summary, held_out, test, bundle)
