@@ -1,13 +1,16 @@
 """Model bundles: safetensors + JSON, checksum, version; no pickle."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from virtualstain.data.io import read_image
 from virtualstain.errors import UserError
 from virtualstain.inference.predict import predict
 from virtualstain.models.bundle import load_bundle, save_bundle
+from virtualstain.models.configs import SRCNNConfig, UNetConfig
 
 
 def test_bundle_records_everything_and_reloads_identically(trained_run, rng):
@@ -46,3 +49,41 @@ def test_newer_format_and_missing_bundle_are_refused(trained_run, tmp_path):
         load_bundle(folder)
     with pytest.raises(UserError, match="model not found"):
         load_bundle(tmp_path / "nothing")
+
+
+FORMAT_1 = Path(__file__).parent / "data" / "bundles_format1"
+
+
+@pytest.mark.parametrize("name, config_type, scale", [("pics", UNetConfig, 1), ("srcnn", SRCNNConfig, 2)])
+def test_bundles_saved_in_format_1_load_predict_as_before_and_resave_in_format_2(name, config_type, scale, tmp_path):
+    """Bundles written by virtualstain 0.1.0 (model.json format 1, the network under ``unet``; SRCNN marked by
+    ``family``) load into their own configuration type and predict what that release predicted."""
+    old = json.loads((FORMAT_1 / name / "model.json").read_text())
+    assert old["format_version"] == 1 and "unet" in old and "network" not in old
+    bundle = load_bundle(FORMAT_1 / name)
+    assert isinstance(bundle.config, config_type) and bundle.config.scale == scale
+    x, _ = read_image(FORMAT_1 / "input.tif")
+    expected, _ = read_image(FORMAT_1 / f"{name}_expected.tif")
+    out = predict(bundle, x.reshape(1, *x.shape[-2:]), tile_size=0)
+    assert out.shape == expected.reshape(out.shape).shape == (bundle.config.out_channels, 48 * scale, 40 * scale)
+    assert np.allclose(out, expected.reshape(out.shape), atol=1e-5 * float(np.ptp(expected)))
+    assert bundle.training.input_mean == old["training"]["input_mean"]
+    folder = save_bundle(bundle, tmp_path / name)
+    new = json.loads((folder / "model.json").read_text())
+    assert new["format_version"] == 2 and "unet" not in new and new["network"]["family"] == config_type.family
+    assert {k: new["training"][k] for k in old["training"]} == old["training"]  # nothing recorded is lost
+    assert new["acquisition"] == old["acquisition"] and new["validation"] == old["validation"]
+    assert np.array_equal(predict(load_bundle(folder), x.reshape(1, *x.shape[-2:]), tile_size=0), out)
+
+
+def test_a_bundle_whose_network_config_is_damaged_is_refused(trained_run, tmp_path):
+    folder = save_bundle(load_bundle(trained_run.model_dir), tmp_path / "m")
+    meta = json.loads((folder / "model.json").read_text())
+    meta["network"]["family"] = "resnet"
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="network family 'resnet' is not known"):
+        load_bundle(folder)
+    del meta["network"]
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="model.json: the network configuration is incomplete or unknown"):
+        load_bundle(folder)

@@ -1,6 +1,7 @@
 """Judging predictions: analytic readouts, the input baseline, verdicts, the report, and bad input."""
 
 import csv
+import dataclasses
 import json
 import math
 import shutil
@@ -14,8 +15,14 @@ from virtualstain.analysis import FEATURES
 from virtualstain.analysis.readouts import readout_for
 from virtualstain.cli import main
 from virtualstain.data.io import write_tiff
+from virtualstain.evaluation.types import ChannelSummary, ObjectSummary
 from virtualstain.evaluation.verdicts import verdicts
-from virtualstain.workflows.stain.evaluate import COLUMNS
+from virtualstain.workflows.stain.evaluate import evaluate_files
+
+#: The header of metrics.csv with a known pixel size, as written since before the typed rows.
+COLUMNS = ["image", "channel", "pearson_r", "segmentation_pcc", "ssim", "psnr", "nrmse", "mae", "data_range",
+           "baseline_pearson_r", "baseline_ssim", "baseline_nrmse", "readout", "count_target", "count_prediction",
+           "count_error", "precision", "recall", "f1", "displacement_median_um", "area_ratio_median", "note"]
 
 CENTRES = [(20 + 40 * i, 20 + 40 * j) for i in range(2) for j in range(5)]  # 10 nuclei on a grid
 
@@ -39,19 +46,20 @@ def disk_pair(tmp_path):
 def test_readouts_of_disks_are_the_analytic_values(disk_pair):
     ev = vs.evaluate([disk_pair / "pred.tif"], [disk_pair / "target.tif"])
     (row,) = ev.rows
-    assert row["readout"] == "nuclei"
-    assert (row["count_target"], row["count_prediction"]) == (10, 9)
-    assert row["count_error"] == pytest.approx(-0.1)
-    assert (row["precision"], row["recall"], row["f1"]) == pytest.approx((1.0, 0.9, 18 / 19))
-    assert row["displacement_median_um"] == pytest.approx(1.0, abs=1e-6)
-    assert row["area_ratio_median"] == pytest.approx(1.0)
-    s = ev.summary["channels"]["hoechst"]
-    assert s["count_error_total"] == pytest.approx(-0.1) and s["displacement_p90_um"] == pytest.approx(1.0)
-    assert ev.summary["length_unit"] == "µm" and ev.summary["pixel_size_um"] == pytest.approx(0.5)
-    status = {v["readout"]: v["status"] for v in s["verdicts"]}
+    assert row.readout == "nuclei"
+    o = row.objects
+    assert (o.count_target, o.count_prediction) == (10, 9)
+    assert o.count_error == pytest.approx(-0.1)
+    assert (o.precision, o.recall, o.f1) == pytest.approx((1.0, 0.9, 18 / 19))
+    assert o.displacement_median == pytest.approx(1.0, abs=1e-6)  # µm
+    assert o.area_ratio_median == pytest.approx(1.0)
+    s = ev.channels["hoechst"]
+    assert s.objects.count_error_total == pytest.approx(-0.1) and s.objects.displacement_p90 == pytest.approx(1.0)
+    assert ev.length_unit == "µm" and ev.pixel_size_um == pytest.approx(0.5)
+    status = {v.readout: v.status for v in s.verdicts}
     assert status["counts"] == "caution"  # 10 % off, F1 0.95
     assert status["positions"] == "good" and status["areas"] == "good"
-    text = {v["readout"]: v["text"] for v in s["verdicts"]}
+    text = {v.readout: v.text for v in s.verdicts}
     assert text["counts"].startswith("Nuclei counts within 10.0 % of the real stain (9 virtual vs 10 real; virtual "
                                      "undercounts)")
     assert "within 1.00 µm of the real ones" in text["positions"]
@@ -127,20 +135,74 @@ def test_readout_choice_by_channel_name():
         ["nuclei"] * 4 + ["cells"] * 3 + ["none"]
 
 
+def _statuses(items) -> dict[str, str]:
+    return {v.readout: v.status for v in items}
+
+
 def test_verdict_thresholds():
-    base = {"n_images": 4, "readout": "nuclei", "pearson_r_median": 0.85, "accuracy_score_p": 0.84,
-            "baseline_pearson_r_mean": 0.3, "ssim_mean": 0.4, "nrmse_mean": 0.1, "count_target_total": 200,
-            "count_prediction_total": 208, "count_error_total": 0.04, "f1_mean": 0.9, "displacement_median_um": 1.5,
-            "displacement_p90_um": 3.0, "matched": 180, "area_ratio_median": 0.7, "area_prediction_median_um2": 70.0,
-            "area_target_median_um2": 100.0}
-    got = {v["readout"]: v["status"] for v in verdicts("dapi", base)}
+    nan = math.nan
+    objects = ObjectSummary(count_target_total=200, count_prediction_total=208, count_error_total=0.04,
+                            count_error_abs_mean=nan, f1_mean=0.9, matched=180, displacement_median=1.5,
+                            displacement_p90=3.0, area_target_median=100.0, area_prediction_median=70.0,
+                            area_ratio_median=0.7, feature_pearson_r={})
+    base = ChannelSummary(n_images=4, readout="nuclei", pearson_r_mean=nan, pearson_r_median=0.85, accuracy_score_p=0.84,
+                          p_images_with_signal=4, segmentation_pcc_mean=nan, ssim_mean=0.4, psnr_mean=nan,
+                          nrmse_mean=0.1, mae_mean=nan, baseline_pearson_r_mean=0.3, baseline_ssim_mean=nan,
+                          objects=objects)
+    got = _statuses(verdicts("dapi", base))
     assert got == {"intensity": "good", "structure": "poor", "counts": "good", "positions": "caution", "areas": "poor"}
-    assert {v["readout"]: v["status"] for v in verdicts("dapi", base, unit="px")}["positions"] == "good"  # 2 px rule
-    worse = {**base, "pearson_r_median": 0.5, "count_error_total": -0.2}
-    got = {v["readout"]: v["status"] for v in verdicts("dapi", worse)}
+    assert _statuses(verdicts("dapi", base, unit="px"))["positions"] == "good"  # 2 px rule
+    worse = dataclasses.replace(base, pearson_r_median=0.5,
+                                objects=dataclasses.replace(objects, count_error_total=-0.2))
+    got = _statuses(verdicts("dapi", worse))
     assert got["intensity"] == "poor" and got["counts"] == "poor"
-    assert [v["readout"] for v in verdicts("map2", {**base, "readout": "none"})] == ["intensity", "structure"]
-    assert verdicts("x", {**base, "pearson_r_median": math.nan})[0]["status"] == "undefined"
+    no_objects = dataclasses.replace(base, readout="none", objects=None)
+    assert [v.readout for v in verdicts("map2", no_objects)] == ["intensity", "structure"]
+    assert verdicts("x", dataclasses.replace(base, pearson_r_median=math.nan))[0].status == "undefined"
+
+
+def _read_csv(path) -> tuple[list[str], list[dict]]:
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def test_length_keys_follow_the_unit(disk_pair, tmp_path):
+    """Lengths are µm with a pixel size and px without; the column and key names say which."""
+    write_tiff(tmp_path / "target_px.tif", _disks(CENTRES))  # no pixel size recorded
+    write_tiff(tmp_path / "pred_px.tif", _disks(CENTRES[1:], shift_x=2), channel_names=["hoechst"])
+    cases = [(disk_pair / "pred.tif", disk_pair / "target.tif", "um", 1.0),
+             (tmp_path / "pred_px.tif", tmp_path / "target_px.tif", "px", 2.0)]
+    for pred, target, unit, shift in cases:
+        out = tmp_path / f"ev_{unit}"
+        ev = evaluate_files([pred], [target], out)
+        assert ev.length_unit == {"um": "µm", "px": "px"}[unit]
+        assert ev.channels["hoechst"].objects.displacement_median == pytest.approx(shift)  # 2 px = 1 µm at 0.5 µm/px
+        header, (row,) = _read_csv(out / "metrics.csv")
+        assert header == [c.replace("_um", f"_{unit}") for c in COLUMNS]
+        assert float(row[f"displacement_median_{unit}"]) == pytest.approx(shift)
+        summary = json.loads((out / "summary.json").read_text())["channels"]["hoechst"]
+        assert summary[f"displacement_median_{unit}"] == pytest.approx(shift)
+        assert summary[f"displacement_p90_{unit}"] == pytest.approx(shift)
+        assert f"area_target_median_{unit}2" in summary and f"area_prediction_median_{unit}2" in summary
+        other = {"um": "_px", "px": "_um"}[unit]
+        assert not [k for k in [*header, *summary] if other in k]
+
+
+def test_the_files_are_the_typed_evaluation(disk_pair, tmp_path):
+    """``metrics.csv`` and ``summary.json`` hold exactly what the Evaluation's csv_rows / summary_dict say."""
+    write_tiff(tmp_path / "flat.tif", np.zeros((1, 80, 200)), channel_names=["hoechst"])  # r, SSIM not defined
+    preds, targets = [disk_pair / "pred.tif", tmp_path / "flat.tif"], [disk_pair / "target.tif"] * 2
+    for readout in ("nuclei", "none"):  # with and without the object columns
+        out = tmp_path / readout
+        ev = evaluate_files(preds, targets, out, readouts={"hoechst": readout})
+        header, rows = _read_csv(out / "metrics.csv")
+        assert header == ev.csv_columns() == COLUMNS
+        assert rows == [{c: "" if r.get(c) is None else str(r[c]) for c in header} for r in ev.csv_rows()]
+        assert json.loads((out / "summary.json").read_text()) == ev.summary_dict()
+        entry = ev.summary_dict()["channels"]["hoechst"]
+        assert entry["verdicts"] == [dataclasses.asdict(v) for v in ev.channels["hoechst"].verdicts]
+        assert ("count_target_total" in entry) == (readout == "nuclei") == (rows[0]["count_target"] != "")
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (apt-get install chromium)")

@@ -1,15 +1,137 @@
-"""Layering: data/, metrics/, analysis/, optics/ and report/ work without importing torch."""
+"""Layering, checked on every module (not a list): what may import what, and what stays free of torch.
 
+Layers, bottom to top; a module imports only from its own package or from lower layers. Packages
+that share a layer never import each other (the task rooms ``workflows/stain``, ``workflows/phase``
+and ``workflows/srqpi`` above all).
+"""
+
+from __future__ import annotations
+
+import ast
+import pkgutil
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+import virtualstain
+
+PACKAGE = Path(virtualstain.__file__).parent
+LAYERS = [
+    {"errors", "_version"},
+    {"_atomic"},
+    {"metrics", "optics"},
+    {"data", "analysis"},
+    {"evaluation"},
+    {"report"},
+    {"models"},
+    {"inference"},
+    {"training"},
+    {"workflows", "workflows.stain", "workflows.phase", "workflows.srqpi"},
+    {"cli", "virtualstain"},
+]
+RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
+TORCH_FREE = ["data", "metrics", "analysis", "optics", "evaluation", "report", "workflows.phase"]
 
 
-def test_data_metrics_analysis_optics_and_report_do_not_import_torch():
-    code = ("import sys\n"
-            "import virtualstain, virtualstain.data.io, virtualstain.data.samples, virtualstain.data.splits\n"
-            "import virtualstain.data.normalization, virtualstain.data.patches, virtualstain.data.synthetic\n"
-            "import virtualstain.metrics, virtualstain.analysis, virtualstain.report.html, virtualstain.report.study\n"
-            "import virtualstain.optics, virtualstain.workflows.phase, virtualstain.workflows.phase.drymass\n"
-            "import virtualstain.analysis.compartments, virtualstain.workflows.srqpi.simulate\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+def _unit(module: str) -> str:
+    """The layer unit of a dotted module name: its package below ``virtualstain`` (task rooms apart)."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "virtualstain"
+    if parts[1] == "workflows" and len(parts) > 2:
+        return f"workflows.{parts[2]}"
+    return parts[1]
+
+
+def _modules() -> list[tuple[str, Path]]:
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = ("virtualstain", *path.relative_to(PACKAGE).with_suffix("").parts)
+        out.append((".".join(parts[:-1] if parts[-1] == "__init__" else parts), path))
+    return out
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """Every ``virtualstain`` module that ``path`` imports, including imports inside functions; relative
+    imports are resolved, and names imported from the root or from ``workflows`` count as modules."""
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "virtualstain"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "virtualstain":
+                continue
+            spread = _unit(target) in ("virtualstain", "workflows")  # names there are packages of their own
+            found |= {f"{target}.{a.name}" for a in node.names} if spread else {target}
+    return found
+
+
+def _import_edges() -> list[tuple[str, str, str, str]]:
+    """(module, its unit, imported module, that unit) for every import between different units."""
+    edges = []
+    for module, path in _modules():
+        unit = _unit(module)
+        for target in _imports(module, path):
+            other = _unit(target)
+            if other != unit:
+                edges.append((module, unit, target, other))
+    return edges
+
+
+def test_every_module_belongs_to_a_layer():
+    assert {_unit(m) for m, _ in _modules()} <= set(RANK)
+
+
+def test_nothing_imports_upward_or_sideways():
+    bad = [f"{m} ({u}) imports {t} ({o})" for m, u, t, o in _import_edges()
+           if o not in RANK or RANK[o] >= RANK[u]]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_task_rooms_never_import_each_other():
+    rooms = {"workflows.stain", "workflows.phase", "workflows.srqpi"}
+    bad = [f"{m} imports {t}" for m, u, t, o in _import_edges() if u in rooms and o in rooms]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_checker_sees_relative_function_level_and_package_imports(tmp_path):
+    """The AST reader resolves what the rules rely on (so a violation cannot hide from it)."""
+    folder = tmp_path / "virtualstain" / "workflows" / "stain"
+    folder.mkdir(parents=True)
+    code = ("from ...data.io import read_image\nfrom ..phase import drymass\nimport virtualstain.models.bundle\n"
+            "from ... import __version__\nfrom .. import srqpi\ndef f():\n    from ...training import fit\n")
+    (folder / "x.py").write_text(code)
+    found = _imports("virtualstain.workflows.stain.x", folder / "x.py")
+    assert found == {"virtualstain.data.io", "virtualstain.workflows.phase", "virtualstain.models.bundle",
+                     "virtualstain.__version__", "virtualstain.workflows.srqpi", "virtualstain.training"}
+    assert {_unit(t) for t in found} == {"data", "workflows.phase", "models", "__version__", "workflows.srqpi",
+                                         "training"}
+
+
+def _torch_free_modules() -> list[str]:
+    names = []
+    for package in TORCH_FREE:
+        module = f"virtualstain.{package}"
+        names.append(module)
+        folder = PACKAGE.joinpath(*package.split("."))
+        names += [f"{module}.{info.name}" for info in pkgutil.walk_packages([str(folder)])]
+    return names + ["virtualstain.workflows.stain.segment", "virtualstain.workflows.stain.evaluate"]
+
+
+@pytest.mark.parametrize("module", _torch_free_modules())
+def test_science_layers_and_torch_free_commands_never_import_torch(module):
+    code = f"import sys, {module}\nassert 'torch' not in sys.modules, 'torch was imported by {module}'\n"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_package_and_the_cli_import_without_torch():
+    code = "import sys, virtualstain, virtualstain.cli\nassert 'torch' not in sys.modules\n"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -68,6 +68,19 @@ def test_accuracy_score_skips_images_without_signal(rng):
     assert len(M.tiles(np.zeros((2, 100, 70)), 32)) == 6
 
 
+def test_accuracy_score_of_precomputed_r_is_accuracy_score(rng):
+    from virtualstain.metrics.correlation import accuracy_score_of_r
+
+    targets = [np.clip(ndi.gaussian_filter(rng.normal(size=(32, 32)), 2), 0, None) * 10 for _ in range(4)]
+    targets.append(np.zeros((32, 32)))  # no signal: left out
+    preds = [t + rng.normal(size=t.shape) for t in targets]
+    expected = M.accuracy_score(preds, targets)
+    pooled = accuracy_score_of_r([M.pearson_r(p, t) for p, t in zip(preds, targets)], targets)
+    assert (pooled.p, pooled.n_used, pooled.n_total, pooled.threshold) == \
+        (expected.p, expected.n_used, expected.n_total, expected.threshold)
+    assert np.allclose(pooled.per_image, expected.per_image, equal_nan=True) and pooled.n_used == 4
+
+
 def test_noise_ceiling_is_the_best_reachable_correlation(rng):
     signal = ndi.gaussian_filter(rng.normal(size=(256, 256)), 3)
     signal *= 2.0 / signal.std()  # ⟨S²⟩ = 4

@@ -25,12 +25,12 @@ def test_identical_stains_agree_exactly_and_larger_virtual_nuclei_shift_mass():
     phase, stain = _field()
     kw = dict(pixel_size_um=0.5, wavelength_um=0.55)
     same = compartment_agreement([phase], [stain], [stain.copy()], **kw)
-    assert same["matched_nuclei"] == 4 and same["nucleus_mass_median_error"] == 0.0
-    assert same["total_nucleus_error"] == 0.0 and same["total_cytoplasm_error"] == 0.0
-    assert same["nc_ratio_real"] == same["nc_ratio_virtual"] > 0
+    assert same.matched_nuclei == 4 and same.nucleus_mass_median_error == 0.0
+    assert same.total_nucleus_error == 0.0 and same.total_cytoplasm_error == 0.0
+    assert same.nc_ratio_real == same.nc_ratio_virtual > 0
     bigger = ndimage.grey_dilation(stain, size=5)  # the virtual stain draws nuclei too large
     shifted = compartment_agreement([phase], [stain], [bigger], **kw)
-    assert shifted["total_nucleus_error"] > 0.05 and shifted["total_cytoplasm_error"] < 0
-    cells_total = shifted["fields"][0]["real"]["nucleus_pg"] + shifted["fields"][0]["real"]["cytoplasm_pg"]
-    virtual_total = shifted["fields"][0]["virtual"]["nucleus_pg"] + shifted["fields"][0]["virtual"]["cytoplasm_pg"]
+    assert shifted.total_nucleus_error > 0.05 and shifted.total_cytoplasm_error < 0
+    cells_total = shifted.real[0].nucleus_pg + shifted.real[0].cytoplasm_pg
+    virtual_total = shifted.virtual[0].nucleus_pg + shifted.virtual[0].cytoplasm_pg
     assert virtual_total == pytest.approx(cells_total)  # the split moves mass, the cells keep it

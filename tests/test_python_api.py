@@ -20,7 +20,7 @@ def test_train_and_predict_3d_from_arrays(tmp_path):
         "training": {"max_epochs": 2, "patches_per_epoch": 4, "batch_size": 2, "progress_bar": False},
     })
     result = vs.train(samples, tmp_path / "run", cfg)
-    assert result.summary.split_mode == "explicit" and result.test_rows[0]["image"] == "array2.tif"
+    assert result.summary.split_mode == "explicit" and result.test_rows[0].image == "array2.tif"
     model = vs.load_model(result.model_dir)
     assert model.config.spatial_dims == 3 and model.config.size_multiple() == (1, 4, 4)
     volume = make_field((5, 37, 41), seed=9).input  # odd shape: padded and cropped back
@@ -32,7 +32,7 @@ def test_train_and_predict_3d_from_arrays(tmp_path):
     write_tiff(tmp_path / "p.tif", out, channel_names=["nuclei"])
     write_tiff(tmp_path / "t.tif", out + 1.0)
     (row,) = vs.evaluate([tmp_path / "p.tif"], [tmp_path / "t.tif"]).rows
-    assert row["pearson_r"] == pytest.approx(1.0)
+    assert row.pixels.pearson_r == pytest.approx(1.0)
 
 
 def test_python_errors_are_user_errors():
@@ -56,16 +56,16 @@ def test_evaluate_folders_by_name(tmp_path, rng):
         truth[name] = pearsonr(p.ravel(), t.ravel())[0]
     write_tiff(tmp_path / "const.tif", np.zeros((1, 30, 30)))
     rows = vs.evaluate([tmp_path / "pred"], [tmp_path / "true"], out=tmp_path / "ev").rows
-    assert {r["image"]: r["pearson_r"] for r in rows} == pytest.approx(truth, abs=1e-6)
-    assert rows[0]["channel"] == "dna" and (tmp_path / "ev" / "metrics.csv").exists()
+    assert {r.image: r.pixels.pearson_r for r in rows} == pytest.approx(truth, abs=1e-6)
+    assert rows[0].channel == "dna" and (tmp_path / "ev" / "metrics.csv").exists()
     (row,) = vs.evaluate([tmp_path / "pred" / "a.tif"], [tmp_path / "const.tif"]).rows
-    assert np.isnan(row["pearson_r"]) and row["note"].startswith("not defined: the target is constant; ")
+    assert np.isnan(row.pixels.pearson_r) and row.note.startswith("not defined: the target is constant; ")
     from skimage.metrics import structural_similarity
 
-    a = rows[0]
+    a = rows[0].pixels
     from virtualstain.data.io import read_image
     pa, ta = read_image(tmp_path / "pred" / "a.tif")[0], read_image(tmp_path / "true" / "a.tif")[0]
     span = float(ta.max() - ta.min())
-    assert a["data_range"] == pytest.approx(span)
-    assert a["ssim"] == pytest.approx(structural_similarity(ta.astype(float), pa.astype(float), data_range=span), abs=1e-6)
-    assert a["nrmse"] == pytest.approx(np.sqrt(np.mean((pa.astype(float) - ta) ** 2)) / span, rel=1e-6)
+    assert a.data_range == pytest.approx(span)
+    assert a.ssim == pytest.approx(structural_similarity(ta.astype(float), pa.astype(float), data_range=span), abs=1e-6)
+    assert a.nrmse == pytest.approx(np.sqrt(np.mean((pa.astype(float) - ta) ** 2)) / span, rel=1e-6)

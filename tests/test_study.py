@@ -1,6 +1,8 @@
 """Training-size and epoch studies: subsets, one fixed test set, resumable table and plots."""
 
 import csv
+import json
+import math
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from virtualstain.data.samples import samples_from_arrays
 from virtualstain.data.splits import Region, SplitPlan, plan_splits
 from virtualstain.data.synthetic import make_field
 from virtualstain.errors import UserError
+from virtualstain.evaluation.study import StudyRow
 from virtualstain.workflows.stain.study import region_samples, run_study, training_subset
 
 
@@ -46,23 +49,29 @@ def test_study_table_resume_and_page(tmp_path, capsys):
     config.data.target_channel_names = ["nuclei", "membrane"]
     rows = run_study(samples, tmp_path / "study", config, fractions=[0.5, 1.0], epochs=[1, 2])
     assert len(rows) == 2 * 2 * 2  # fractions × epochs × channels
-    by = {(r["fraction"], r["epochs_requested"], r["channel"]): r for r in rows}
-    assert by[(0.5, 1, "nuclei")]["train_megapixels"] < by[(1.0, 1, "nuclei")]["train_megapixels"]
-    assert by[(0.5, 2, "nuclei")]["epochs"] == 2 and by[(0.5, 1, "nuclei")]["epochs"] == 1
-    assert by[(1.0, 2, "nuclei")]["train_seconds"] > by[(1.0, 1, "nuclei")]["train_seconds"]
-    assert by[(1.0, 2, "nuclei")]["count_error"] is not None
+    by = {(r.fraction, r.epochs_requested, r.channel): r for r in rows}
+    assert by[(0.5, 1, "nuclei")].train_megapixels < by[(1.0, 1, "nuclei")].train_megapixels
+    assert by[(0.5, 2, "nuclei")].epochs == 2 and by[(0.5, 1, "nuclei")].epochs == 1
+    assert by[(1.0, 2, "nuclei")].train_seconds > by[(1.0, 1, "nuclei")].train_seconds
+    assert by[(1.0, 2, "nuclei")].count_error is not None
+    judged = json.loads((tmp_path / "study" / "fraction_1" / "test" / "summary.json").read_text())["channels"]
+    for channel in ("nuclei", "membrane"):  # the last step's test summary, as the study read it from memory
+        row, entry = by[(1.0, 2, channel)], judged[channel]
+        expected = [entry[k] for k in ("pearson_r_mean", "accuracy_score_p", "count_error_total", "f1_mean")]
+        assert [row.pearson_r, row.accuracy_score_p, row.count_error, row.f1] == \
+            pytest.approx([math.nan if v is None else v for v in expected], nan_ok=True)  # JSON null is NaN
     # every run is tested on the same held-out pixels
     t_half = read_image(tmp_path / "study" / "fraction_0.5" / "test" / "target" / "array0_test.tif")[0]
     t_full = read_image(tmp_path / "study" / "fraction_1" / "test" / "target" / "array0_test.tif")[0]
     assert t_half.shape == (2, 96, 64) and np.array_equal(t_half, t_full)
     with open(tmp_path / "study" / "study.csv", newline="") as fh:
-        assert len(list(csv.DictReader(fh))) == 8
+        assert [repr(StudyRow.from_csv(cells)) for cells in csv.DictReader(fh)] == [repr(r) for r in rows]  # NaN-safe
     html = (tmp_path / "study" / "study.html").read_text()
     assert html.count("data:image/png;base64,") == 2  # one figure per channel
     # rerunning skips finished steps; a new epoch count only trains what is missing
     before = (tmp_path / "study" / "fraction_1" / "model" / "weights.safetensors").stat().st_mtime_ns
     again = run_study(samples, tmp_path / "study", config, fractions=[0.5, 1.0], epochs=[1, 2])
-    assert len(again) == 8 and {r["pearson_r"] for r in again} == {str(r["pearson_r"]) for r in rows}
+    assert [repr(r) for r in again] == [repr(r) for r in rows]  # all 8 read back from study.csv, none rerun
     assert (tmp_path / "study" / "fraction_1" / "model" / "weights.safetensors").stat().st_mtime_ns == before
 
 

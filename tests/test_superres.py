@@ -173,7 +173,7 @@ def test_evaluate_srqpi_scores_models_and_every_baseline(tiny_sr_run):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # simulated test pairs inside the trained range: no warning
         evaluation = evaluate_srqpi(simulation.manifest, {"tiny": load_bundle(result.model_dir)})
-    assert {r["method"] for r in evaluation.rows} == {"tiny", *BASELINES}
+    assert {r.method for r in evaluation.rows} == {"tiny", *BASELINES}
     assert len(evaluation.rows) == 8 * (1 + len(BASELINES))
     by_z = evaluation.summary()["by_defocus_um"]
     assert set(by_z["tiny"]) == {"4", "6"} and -1 <= by_z["dct_tie"]["4"]["ssim"] <= 1

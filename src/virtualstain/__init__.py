@@ -8,7 +8,7 @@ without importing torch.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _API = {
     "train": ("virtualstain.workflows.stain.train", "train"),

@@ -9,10 +9,11 @@ import json
 import sys
 import traceback
 import warnings
+from typing import Literal
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import UserError
 
 
@@ -132,12 +133,12 @@ def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], p
     result = evaluate_files(list(files[:half]), list(files[half:]), out, inputs=list(inputs) or None,
                             pixel_size_um=pixel_size_um, readouts=_readouts(readouts), report=not no_report)
     for r in result.rows:
-        if r["note"]:
-            click.echo(f"{r['image']}\t{r['channel']}\t{r['note']}")
+        if r.note:
+            click.echo(f"{r.image}\t{r.channel}\t{r.note}")
     icons = {"good": "ok  ", "caution": "warn", "poor": "POOR", "undefined": "n/a "}
-    for name, entry in result.summary["channels"].items():
-        for v in entry["verdicts"]:
-            click.echo(f"[{icons[v['status']]}] {name} {v['readout']}: {v['text']}")
+    for name, s in result.channels.items():
+        for v in s.verdicts:
+            click.echo(f"[{icons[v.status]}] {name} {v.readout}: {v.text}")
     if result.out:
         click.echo(f"report: {result.out / ('report.html' if not no_report else 'summary.json')}")
 
@@ -271,7 +272,8 @@ def phase_shifting(frames: str, wavelength_um: float | None, pixel_size_um: floa
 @click.option("--regularization", default=1e-4, show_default=True, type=float, help="Tikhonov ε, µm⁻².")
 @click.option("--medium-index", default=1.0, show_default=True, type=float, help="Refractive index of the medium.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Phase TIFF to write.")
-def phase_tie(stack: str, z_um: str, wavelength_um: float, pixel_size_um: float | None, solver: str,
+def phase_tie(stack: str, z_um: str, wavelength_um: float, pixel_size_um: float | None,
+              solver: Literal["fft", "dct", "iterative"],
               regularization: float, medium_index: float, out: str) -> None:
     """Two or three defocused bright-field planes → phase by the transport-of-intensity equation."""
     from .workflows.phase.retrieve import phase_from_tie
@@ -290,7 +292,8 @@ def phase_tie(stack: str, z_um: str, wavelength_um: float, pixel_size_um: float 
               help="max for fluorescence, phase and fine bright-field detail; min for the overall contrast of "
                    "bright-field images of thin phase objects (lowest at focus).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the picked planes (best first) as a TIFF stack.")
-def focus(stack: str, n_planes: int, measure: str, mode: str, out: str | None) -> None:
+def focus(stack: str, n_planes: int, measure: Literal["haar", "normalized_variance"], mode: Literal["max", "min"],
+          out: str | None) -> None:
     """Rank the planes of a (Z, Y, X) stack by a focus measure and pick the N most in focus."""
     from .workflows.phase.retrieve import focus_planes
 
@@ -344,10 +347,10 @@ def evaluate_sr(manifest: str, models: tuple[str, ...], out: str, no_baselines: 
 
     bundles = {}
     for item in models:
-        name, sep, folder = item.partition("=")
-        if not sep or not name or not folder:
+        name, sep, model_dir = item.partition("=")
+        if not sep or not name or not model_dir:
             raise UserError(f"--model {item!r}: write NAME=FOLDER, e.g. sr_unet=RUN/model")
-        bundles[name] = load_bundle(folder)
+        bundles[name] = load_bundle(model_dir)
     evaluation = evaluate_srqpi(manifest, bundles, baselines=not no_baselines, tile_size=tile_size, progress=True)
     folder = write_srqpi_evaluation(evaluation, out)
     click.echo((folder / "report.md").read_text(encoding="utf-8"))
@@ -391,17 +394,18 @@ def demo(out: str, data: str | None, minutes: float, epochs: int | None) -> None
     """Train on synthetic cells, predict, evaluate and write a short report (≈2 minutes on 2 CPU cores)."""
     from .workflows.stain.demo import run_demo
 
-    summary = run_demo(out, data=data, minutes=minutes, progress=sys.stderr.isatty(), epochs=epochs)
-    for name, value in summary["test_pearson_r"].items():
-        click.echo(f"test r [{name}]: {value:.3f}")
-    for name, items in summary["verdicts"].items():
-        for v in items:
-            click.echo(f"{name} {v['readout']} [{v['status']}]: {v['text']}")
-    if summary["dry_mass"]:
-        d = summary["dry_mass"]
-        click.echo(f"dry mass of {d['matched_nuclei']} matched nuclei, virtual vs real: r = {d['nucleus_mass_r']:.3f}, "
-                   f"median error {100 * d['nucleus_mass_median_error']:+.1f} %")
-    click.echo(f"report: {summary['report']} and {out}/report.md ({summary['total_seconds']} s)")
+    result = run_demo(out, data=data, minutes=minutes, progress=sys.stderr.isatty(), epochs=epochs)
+    channels = result.evaluation.channels
+    for name, s in channels.items():
+        click.echo(f"test r [{name}]: {s.pearson_r_mean:.3f}")
+    for name, s in channels.items():
+        for v in s.verdicts:
+            click.echo(f"{name} {v.readout} [{v.status}]: {v.text}")
+    if result.dry_mass:
+        d = result.dry_mass
+        click.echo(f"dry mass of {d.matched_nuclei} matched nuclei, virtual vs real: r = {d.nucleus_mass_r:.3f}, "
+                   f"median error {100 * d.nucleus_mass_median_error:+.1f} %")
+    click.echo(f"report: {result.report} and {out}/report.md ({result.total_seconds} s)")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import tifffile
@@ -79,7 +80,7 @@ def _ome_meta(tif: tifffile.TiffFile) -> tuple[float | None, list[str]]:
 
 
 def _resolution_meta(tif: tifffile.TiffFile) -> float | None:
-    page = tif.pages[0]
+    page = cast(tifffile.TiffPage, tif.pages[0])  # tifffile loads the first page as a TiffPage, never a TiffFrame
     tag = page.tags.get("XResolution")
     if tag is None:
         return None

@@ -107,6 +107,7 @@ class PatchSampler:
         return self.inputs[region.sample][sl], self.targets[region.sample][scale_slices(sl, self.scale)]
 
     def _has_signal(self, y: np.ndarray) -> bool:
+        assert self.thresholds is not None  # sample() asks only when min_signal_fraction > 0
         shape = (-1,) + (1,) * (y.ndim - 1)
         frac = (y > self.thresholds.reshape(shape)).reshape(y.shape[0], -1).mean(axis=1)
         return bool((frac >= self.min_signal_fraction).any())

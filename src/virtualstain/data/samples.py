@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def load_input(path: str | os.PathLike, spatial_dims: int, channels: list[int] |
     return array, meta
 
 
-def load_target(paths: list[str | os.PathLike], spatial_dims: int) -> tuple[np.ndarray, list[str]]:
+def load_target(paths: Sequence[str | os.PathLike], spatial_dims: int) -> tuple[np.ndarray, list[str]]:
     """Read one or several target images and stack their channels (float32).
 
     Returns the stacked array and the files' channel names (empty unless every file names its channels).

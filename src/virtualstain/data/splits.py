@@ -135,6 +135,7 @@ def plan_splits(samples: list[Sample], val_fraction: float = 0.15, test_fraction
             if s.split == "train" and not has_val:
                 regions += spatial_regions(i, s, {"train": 1 - val_fraction, "val": val_fraction})
             else:
+                assert s.split  # every row has one (checked above)
                 regions.append(_whole(i, s, s.split))
         note = "explicit splits from the manifest"
         if not has_val:

@@ -77,7 +77,7 @@ def make_field(shape: tuple[int, ...] = (256, 256), seed: int = 0, modality: str
     if modality not in ("phase", "brightfield"):
         raise ValueError(f"modality must be 'phase' or 'brightfield', got {modality!r}")
     rng = np.random.default_rng(seed)
-    yx = tuple(shape[-2:])
+    yx = (int(shape[-2]), int(shape[-1]))
     area = yx[0] * yx[1]
     n_cells = max(1, int(density * area / (np.pi * cell_radius_px ** 2)))
     seeds = _seeds(yx, n_cells, 1.3 * cell_radius_px, rng)

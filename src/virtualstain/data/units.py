@@ -9,6 +9,8 @@ so a column never says ``_um`` while it holds pixels.
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 from ..errors import UserError
 
 #: Plausible illumination wavelengths, µm (UV to near infrared).
@@ -17,6 +19,10 @@ WAVELENGTH_RANGE_UM = (0.2, 2.0)
 PIXEL_SIZE_RANGE_UM = (1e-3, 100.0)
 
 
+@overload
+def check_length_um(value: float | None, flag: str, *, low: float, high: float, required: Literal[True] = ...) -> float: ...
+@overload
+def check_length_um(value: float | None, flag: str, *, low: float, high: float, required: bool) -> float | None: ...
 def check_length_um(value: float | None, flag: str, *, low: float, high: float, required: bool = True) -> float | None:
     """Refuse a missing or implausible length (e.g. nm given where µm is expected), naming the flag."""
     if value is None:
@@ -29,12 +35,20 @@ def check_length_um(value: float | None, flag: str, *, low: float, high: float, 
     return float(value)
 
 
+@overload
+def check_wavelength_um(value: float | None, required: Literal[True] = ...) -> float: ...
+@overload
+def check_wavelength_um(value: float | None, required: bool) -> float | None: ...
 def check_wavelength_um(value: float | None, required: bool = True) -> float | None:
     """A wavelength in µm within :data:`WAVELENGTH_RANGE_UM` (``--wavelength-um``)."""
     low, high = WAVELENGTH_RANGE_UM
     return check_length_um(value, "--wavelength-um", low=low, high=high, required=required)
 
 
+@overload
+def check_pixel_size_um(value: float | None, required: Literal[True] = ...) -> float: ...
+@overload
+def check_pixel_size_um(value: float | None, required: bool) -> float | None: ...
 def check_pixel_size_um(value: float | None, required: bool = True) -> float | None:
     """A pixel size in µm within :data:`PIXEL_SIZE_RANGE_UM` (``--pixel-size-um``)."""
     low, high = PIXEL_SIZE_RANGE_UM

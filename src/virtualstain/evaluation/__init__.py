@@ -1,1 +1,3 @@
-"""Judging predictions against real stains, on arrays (no torch): typed per-image rows and per-channel summaries."""
+"""Judging predictions against real stains, on arrays (no torch): typed rows and summaries (:mod:`.types`),
+per-image scores (:mod:`.scoring`), pooling (:mod:`.summary`), verdicts (:mod:`.verdicts`), study rows
+(:mod:`.study`)."""

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import math
 
+from .types import ChannelSummary, ObjectSummary, Verdict
+
 STATUSES = ("good", "caution", "poor", "undefined")
 
 
-def _ok(value) -> bool:
-    return value is not None and math.isfinite(value)
+def _ok(value: float) -> bool:
+    return math.isfinite(value)
 
 
 def _grade(value: float, good: float, caution: float, higher_is_better: bool = True) -> str:
@@ -33,35 +35,26 @@ def _grade(value: float, good: float, caution: float, higher_is_better: bool = T
     return "good" if value >= good else "caution" if value >= caution else "poor"
 
 
-def _verdict(readout: str, status: str, text: str) -> dict:
-    return {"readout": readout, "status": status, "text": text}
-
-
-def _intensity(name: str, s: dict) -> list[dict]:
-    r, base = s.get("pearson_r_median"), s.get("baseline_pearson_r_mean")
+def _intensity(name: str, s: ChannelSummary) -> list[Verdict]:
+    r, base = s.pearson_r_median, s.baseline_pearson_r_mean
     if not _ok(r):
-        return [_verdict("intensity", "undefined", f"Pearson r is not defined for any {name} image "
-                         "(constant target or prediction).")]
+        return [Verdict("intensity", "undefined", f"Pearson r is not defined for any {name} image "
+                        "(constant target or prediction).")]
     word = {"good": "closely", "caution": "moderately", "poor": "poorly"}[_grade(r, 0.8, 0.6)]
-    text = f"Pixel intensities follow the real {name} stain {word}: Pearson r = {r:.2f} (median of {s['n_images']} image(s)"
-    text += f"; FRM accuracy score P = {s['accuracy_score_p']:.2f})." if _ok(s.get("accuracy_score_p")) else ")."
+    text = f"Pixel intensities follow the real {name} stain {word}: Pearson r = {r:.2f} (median of {s.n_images} image(s)"
+    text += f"; FRM accuracy score P = {s.accuracy_score_p:.2f})." if _ok(s.accuracy_score_p) else ")."
     if _ok(base):
         text += f" The label-free input alone reaches r = {base:.2f}, so the model adds {r - base:+.2f}."
-    out = [_verdict("intensity", _grade(r, 0.8, 0.6), text)]
-    if _ok(s.get("ssim_mean")):
-        ssim = s["ssim_mean"]
-        out.append(_verdict("structure", _grade(ssim, 0.8, 0.5),
-                            f"Local structure: SSIM = {ssim:.2f} (1 is a perfect copy), NRMSE = {s['nrmse_mean']:.3f} "
-                            "of the target's range."))
+    out = [Verdict("intensity", _grade(r, 0.8, 0.6), text)]
+    if _ok(s.ssim_mean):
+        out.append(Verdict("structure", _grade(s.ssim_mean, 0.8, 0.5),
+                           f"Local structure: SSIM = {s.ssim_mean:.2f} (1 is a perfect copy), NRMSE = {s.nrmse_mean:.3f} "
+                           "of the target's range."))
     return out
 
 
-def _objects(name: str, s: dict, unit: str) -> list[dict]:
-    noun, adjective = ("nuclei", "nuclei") if s["readout"] == "nuclei" else ("cells", "cell")
-    if not s.get("count_target_total"):
-        return [_verdict("counts", "undefined", f"No {noun} were found in the real {name} stain, so count, position "
-                         "and area errors are not defined.")]
-    err, f1 = s["count_error_total"], s["f1_mean"]
+def _counts(adjective: str, o: ObjectSummary) -> Verdict:
+    err, f1 = o.count_error_total, o.f1_mean
     if abs(err) <= 0.05 and _ok(f1) and f1 >= 0.85:
         status = "good"
     elif abs(err) <= 0.15 and _ok(f1) and f1 >= 0.7:
@@ -69,36 +62,58 @@ def _objects(name: str, s: dict, unit: str) -> list[dict]:
     else:
         status = "poor"
     direction = "virtual overcounts" if err > 0 else "virtual undercounts" if err < 0 else "same number"
-    out = [_verdict("counts", status,
-                    f"{adjective.capitalize()} counts within {abs(err) * 100:.1f} % of the real stain "
-                    f"({s['count_prediction_total']} virtual vs {s['count_target_total']} real; {direction}"
-                    f"); F1 at IoU 0.5 = {f1:.2f}.")]
-    disp = s.get("displacement_median_um")
-    if _ok(disp):
-        scale = 1.0 if unit == "µm" else 2.0
-        out.append(_verdict("positions", _grade(disp, scale, 2 * scale, higher_is_better=False),
-                            f"Matched {adjective} centroids lie within {disp:.2f} {unit} of the real ones (median; 90 % "
-                            f"within {s['displacement_p90_um']:.2f} {unit}, {s['matched']} matched)."))
-        ratio = s["area_ratio_median"]
-        size = f"{abs(ratio - 1) * 100:.0f} % {'larger' if ratio > 1 else 'smaller'} than" if round(abs(ratio - 1), 2) \
-            else "the same size as"
-        area_unit = "µm²" if unit == "µm" else "px²"
-        out.append(_verdict("areas", _grade(abs(ratio - 1), 0.10, 0.25, higher_is_better=False),
-                            f"Virtual {noun} are {size} the real ones (median area ratio {ratio:.2f}; median areas "
-                            f"{s['area_prediction_median_um2']:.0f} vs {s['area_target_median_um2']:.0f} {area_unit})."))
+    return Verdict("counts", status, f"{adjective.capitalize()} counts within {abs(err) * 100:.1f} % of the real stain "
+                   f"({o.count_prediction_total} virtual vs {o.count_target_total} real; {direction}"
+                   f"); F1 at IoU 0.5 = {f1:.2f}.")
+
+
+def _positions(adjective: str, o: ObjectSummary, unit: str) -> Verdict:
+    disp, scale = o.displacement_median, 1.0 if unit == "µm" else 2.0
+    return Verdict("positions", _grade(disp, scale, 2 * scale, higher_is_better=False),
+                   f"Matched {adjective} centroids lie within {disp:.2f} {unit} of the real ones (median; 90 % "
+                   f"within {o.displacement_p90:.2f} {unit}, {o.matched} matched).")
+
+
+def _areas(noun: str, o: ObjectSummary, unit: str) -> Verdict:
+    ratio = o.area_ratio_median
+    size = f"{abs(ratio - 1) * 100:.0f} % {'larger' if ratio > 1 else 'smaller'} than" if round(abs(ratio - 1), 2) \
+        else "the same size as"
+    area_unit = "µm²" if unit == "µm" else "px²"
+    return Verdict("areas", _grade(abs(ratio - 1), 0.10, 0.25, higher_is_better=False),
+                   f"Virtual {noun} are {size} the real ones (median area ratio {ratio:.2f}; median areas "
+                   f"{o.area_prediction_median:.0f} vs {o.area_target_median:.0f} {area_unit}).")
+
+
+def _objects(name: str, readout: str, o: ObjectSummary, unit: str) -> list[Verdict]:
+    noun, adjective = ("nuclei", "nuclei") if readout == "nuclei" else ("cells", "cell")
+    if not o.count_target_total:
+        return [Verdict("counts", "undefined", f"No {noun} were found in the real {name} stain, so count, position "
+                        "and area errors are not defined.")]
+    out = [_counts(adjective, o)]
+    if _ok(o.displacement_median):
+        out += [_positions(adjective, o, unit), _areas(noun, o, unit)]
     return out
 
 
-def verdicts(name: str, summary: dict, unit: str = "µm") -> list[dict]:
-    """Verdicts for one channel's summary (see :func:`virtualstain.workflows.evaluate.evaluate_files`).
+def verdicts(name: str, summary: ChannelSummary, unit: str = "µm") -> list[Verdict]:
+    """Verdicts for one channel's summary (see :func:`~virtualstain.evaluation.summary.summarise_channel`).
+
+    Parameters
+    ----------
+    name : str
+        The channel, as the sentences name it.
+    summary : ChannelSummary
+        Its pooled scores; object verdicts only where it has an object readout (``summary.objects``).
+    unit : {"µm", "px"}
+        The unit of its lengths.
 
     Returns
     -------
-    list of dict
+    list of Verdict
         ``readout`` (intensity, structure, counts, positions, areas), ``status`` (one of :data:`STATUSES`) and
         ``text``, a sentence with the numbers behind it.
     """
     out = _intensity(name, summary)
-    if summary.get("readout", "none") != "none":
-        out += _objects(name, summary, unit)
+    if summary.objects is not None:
+        out += _objects(name, summary.readout, summary.objects, unit)
     return out

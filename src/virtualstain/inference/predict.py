@@ -125,7 +125,7 @@ def predict(bundle: ModelBundle, image: np.ndarray, options: PredictOptions | No
     net = bundle.inference_network(dev)
     normalized = bundle.input_normalizer(image)
     transforms = dihedral_transforms() if opts.tta else [(0, False)]
-    total = 0.0
+    total: np.ndarray | float = 0.0
     for k, flip in transforms:
         view = np.ascontiguousarray(apply_transform(normalized, k, flip))
         padded, spatial = pad_to_multiple(view, bundle.config.size_multiple())
@@ -139,6 +139,7 @@ def predict(bundle: ModelBundle, image: np.ndarray, options: PredictOptions | No
             bar.close()
         out = out[(slice(None),) + tuple(slice(0, n * f) for n, f in zip(spatial, output_scale(bundle.config)))]
         total = total + apply_transform(out, k, flip, inverse=True)
+    assert isinstance(total, np.ndarray)  # at least the identity transform ran
     return bundle.target_normalizer.inverse(total / len(transforms))
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..models.configs import NetworkConfig
-from ..models.inference import memory_format
+from ..models.inference import memory_format, network_config
 from ..models.receptive_field import tiling_margin
 
 DEFAULT_CPU_BUDGET_MB = 1024
@@ -34,7 +35,7 @@ def pad_to_multiple(image: np.ndarray, multiple: Sequence[int]) -> tuple[np.ndar
     spatial = image.shape[1:]
     pads = [(0, 0)] + [(0, (-n) % m) for n, m in zip(spatial, multiple)]
     if any(p[1] for p in pads):
-        mode = "reflect" if all(n > 1 for n, (_, p) in zip(spatial, pads[1:]) if p) else "edge"
+        mode: Literal["reflect", "edge"] = "reflect" if all(n > 1 for n, (_, p) in zip(spatial, pads[1:]) if p) else "edge"
         image = np.pad(image, pads, mode=mode)
     return image, tuple(spatial)
 
@@ -93,7 +94,7 @@ def tile_grid(shape: Sequence[int], core: Sequence[int], multiple: Sequence[int]
 
 def _run(network: nn.Module, array: np.ndarray, device: torch.device, amp: bool) -> np.ndarray:
     x = torch.from_numpy(np.ascontiguousarray(array))[None].to(device)
-    x = x.contiguous(memory_format=memory_format(network.config.spatial_dims))
+    x = x.contiguous(memory_format=memory_format(network_config(network).spatial_dims))
     with torch.inference_mode():
         if amp and device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
@@ -106,7 +107,7 @@ def _run(network: nn.Module, array: np.ndarray, device: torch.device, amp: bool)
 def predict_padded(network: nn.Module, padded: np.ndarray, tile: Sequence[int] | None, device: torch.device,
                    amp: bool = False, progress=None) -> np.ndarray:
     """Predict a padded channels-first array whole (``tile=None``) or tile by tile."""
-    config: NetworkConfig = network.config  # type: ignore[assignment]
+    config = network_config(network)
     spatial = padded.shape[1:]
     if tile is None or all(t >= n for t, n in zip(tile, spatial)):
         return _run(network, padded, device, amp)

@@ -104,14 +104,20 @@ def accuracy_score(predictions: Sequence[np.ndarray], targets: Sequence[np.ndarr
     """
     if len(predictions) != len(targets):
         raise ValueError(f"{len(predictions)} predictions but {len(targets)} targets")
+    return accuracy_score_of_r([pearson_r(p, t) for p, t in zip(predictions, targets)], targets, threshold,
+                               min_signal_fraction)
+
+
+def accuracy_score_of_r(r: Sequence[float], targets: Sequence[np.ndarray], threshold: float | None = None,
+                        min_signal_fraction: float = 0.01) -> AccuracyScore:
+    """FRM's accuracy score P from each image's Pearson r, already computed (see :func:`accuracy_score`).
+
+    ``targets`` decide which images have signal; they may be subsampled (every k-th pixel) when ``r``
+    was computed on the full images.
+    """
     level = signal_threshold(targets) if threshold is None else float(threshold)
-    per_image, used = [], []
-    for p, t in zip(predictions, targets):
-        signal = has_signal(t, level, min_signal_fraction)
-        r = pearson_r(p, t) if signal else float("nan")
-        per_image.append(r)
-        if signal and np.isfinite(r):
-            used.append(r)
+    per_image = [v if has_signal(t, level, min_signal_fraction) else float("nan") for v, t in zip(r, targets)]
+    used = [v for v in per_image if np.isfinite(v)]
     return AccuracyScore(float(np.mean(used)) if used else float("nan"), len(used), len(per_image), level, per_image)
 
 

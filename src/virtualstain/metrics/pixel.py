@@ -7,6 +7,8 @@ divided by the **target's range**; psnr = 10·log10(data_range² / mse); ssim as
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -45,6 +47,13 @@ def psnr(prediction: np.ndarray, target: np.ndarray, data_range: float) -> float
     return float(peak_signal_noise_ratio(t, p, data_range=data_range))
 
 
+@overload
+def ssim(prediction: np.ndarray, target: np.ndarray, data_range: float, full: Literal[False] = ...) -> float: ...
+@overload
+def ssim(prediction: np.ndarray, target: np.ndarray, data_range: float, full: Literal[True]) -> tuple[float, np.ndarray]: ...
+@overload
+def ssim(prediction: np.ndarray, target: np.ndarray, data_range: float,
+         full: bool) -> float | tuple[float, np.ndarray]: ...
 def ssim(prediction: np.ndarray, target: np.ndarray, data_range: float,
          full: bool = False) -> float | tuple[float, np.ndarray]:
     """Structural similarity of 2D or 3D images with an explicit ``data_range`` (7-pixel window).

@@ -32,12 +32,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .. import __version__
+from .._version import __version__
 from ..data.acquisition import Acquisition
 from ..data.normalization import Normalizer
 from ..errors import UserError
 from .configs import NetworkConfig, SRCNNConfig, UNetConfig, config_from_dict
-from .inference import prepare_for_inference
+from .inference import network_config, prepare_for_inference
 from .receptive_field import receptive_field, tiling_margin
 from .registry import build
 
@@ -180,7 +180,7 @@ class ModelBundle:
 
     @property
     def config(self) -> NetworkConfig:
-        return self.network.config  # type: ignore[return-value]
+        return network_config(self.network)
 
     @property
     def margin(self) -> tuple[int, ...]:
@@ -314,7 +314,7 @@ def load_bundle(folder: str | os.PathLike, device: str | torch.device = "cpu") -
 
 def _network_config(meta: dict, folder: Path) -> tuple[str, NetworkConfig]:
     """The architecture name and its configuration, from format 2 (``network``) or format 1 (``unet``)."""
-    architecture = meta.get("architecture")
+    architecture = str(meta.get("architecture"))  # a missing name fails in build(): "'None' is not known"
     try:
         if meta["format_version"] >= 2:
             return architecture, config_from_dict(meta["network"])

@@ -1,1 +1,1 @@
-"""Reports of an evaluation: plain-language verdicts, figures and a self-contained HTML page (no torch)."""
+"""Reports of an evaluation and of a study: figures and self-contained HTML pages (no torch)."""

@@ -1,13 +1,14 @@
 """Figures of an evaluation as PNG bytes (matplotlib, Agg backend; nothing is shown on screen).
 
-Every figure draws from the arrays an :class:`~virtualstain.workflows.evaluate.Evaluation` keeps: picture
-panels of the first images, and per channel the pooled pixel pairs, object areas and displacements.
+Every figure draws from what an :class:`~virtualstain.evaluation.types.Evaluation` keeps: its rows, the
+picture panels of the first images, and per channel the pooled pixel pairs, object areas and displacements.
 Volumes are shown as maximum projections along Z.
 """
 
 from __future__ import annotations
 
 import io
+from typing import cast
 
 import matplotlib
 
@@ -16,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
+from ..evaluation.types import ChannelPool, ImageRow, Panel  # noqa: E402
 from ..metrics import joint_histogram  # noqa: E402
 
 _DPI = 80
@@ -37,7 +39,7 @@ def _stretch(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip((image - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(image)
 
 
-def panel_figure(panel, unit: str) -> bytes:
+def panel_figure(panel: Panel, unit: str) -> bytes:
     """One row: input, target, prediction (same intensity scale, object outlines in yellow), overlay, SSIM, |error|."""
     target, prediction = _plane(panel.target), _plane(panel.prediction)
     lo, hi = np.percentile(target, [0.5, 99.5])
@@ -75,14 +77,15 @@ def panel_figure(panel, unit: str) -> bytes:
     return _png(fig)
 
 
-def violin_figure(rows: list[dict]) -> bytes:
+def violin_figure(rows: list[ImageRow]) -> bytes:
     """Violins of per-image Pearson r per channel, with the input-vs-target baseline beside each where known."""
-    channels = list(dict.fromkeys(r["channel"] for r in rows))
+    channels = list(dict.fromkeys(r.channel for r in rows))
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(channels), 3.0))
     data, positions, colours, ticks = [], [], [], []
     for k, name in enumerate(channels):
-        model = [r["pearson_r"] for r in rows if r["channel"] == name and np.isfinite(r["pearson_r"])]
-        base = [r["baseline_pearson_r"] for r in rows if r["channel"] == name and np.isfinite(r["baseline_pearson_r"])]
+        mine = [r for r in rows if r.channel == name]
+        model = [r.pixels.pearson_r for r in mine if np.isfinite(r.pixels.pearson_r)]
+        base = [r.baseline.pearson_r for r in mine if np.isfinite(r.baseline.pearson_r)]
         for values, offset, colour in ((model, -0.18, PREDICTION_COLOUR), (base, 0.18, "#888888")):
             if values:
                 data.append(values)
@@ -92,7 +95,7 @@ def violin_figure(rows: list[dict]) -> bytes:
     for values, pos, colour in zip(data, positions, colours):
         if len(values) > 1:
             parts = ax.violinplot([values], [pos], widths=0.32, showmedians=True)
-            for body in parts["bodies"]:
+            for body in cast(list, parts["bodies"]):  # typed as one Collection, but a list of them
                 body.set_facecolor(colour)
             for key in ("cmedians", "cmins", "cmaxes", "cbars"):
                 parts[key].set_color(colour)
@@ -123,10 +126,11 @@ def joint_histogram_figure(pairs: list[np.ndarray], name: str) -> bytes:
     return _png(fig)
 
 
-def count_scatter_figure(rows: list[dict], name: str, noun: str) -> bytes:
-    """Objects per image: virtual against real, with the identity line and ±5 % band."""
-    t = np.array([r["count_target"] for r in rows], float)
-    p = np.array([r["count_prediction"] for r in rows], float)
+def count_scatter_figure(rows: list[ImageRow], name: str, noun: str) -> bytes:
+    """Objects per image (rows of one channel with an object readout): virtual against real, identity line, ±5 % band."""
+    objects = [r.objects for r in rows if r.objects is not None]
+    t = np.array([o.count_target for o in objects], float)
+    p = np.array([o.count_prediction for o in objects], float)
     top = max(1.0, t.max(initial=0), p.max(initial=0)) * 1.08
     fig, ax = plt.subplots(figsize=(3.2, 3.0))
     ax.fill_between([0, top], [0, 0.95 * top], [0, 1.05 * top], color="#cccccc", alpha=0.6, label="±5 %")
@@ -141,10 +145,10 @@ def count_scatter_figure(rows: list[dict], name: str, noun: str) -> bytes:
     return _png(fig)
 
 
-def distributions_figure(pool, noun: str, unit: str) -> bytes:
-    """Object areas (real vs virtual) and centroid displacements of matched objects."""
-    at, ap = np.concatenate(pool.area_target_um2), np.concatenate(pool.area_prediction_um2)
-    disp = np.concatenate(pool.displacement_um)
+def distributions_figure(pool: ChannelPool, noun: str, unit: str) -> bytes:
+    """Object areas (real vs virtual, ``unit``²) and centroid displacements of matched objects (``unit``)."""
+    at, ap = np.concatenate(pool.area_target), np.concatenate(pool.area_prediction)
+    disp = np.concatenate(pool.displacement)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(6.4, 2.8))
     both = np.concatenate([at, ap])
     bins = np.linspace(both.min(), both.max(), 30) if both.size and both.max() > both.min() else 10

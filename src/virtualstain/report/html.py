@@ -6,8 +6,11 @@ import base64
 import datetime
 import html
 import math
+from collections.abc import Callable
 
-from .. import __version__
+from .._version import __version__
+from ..data.units import length_key
+from ..evaluation.types import ChannelSummary, Evaluation, ImageRow, ObjectSummary, Verdict
 from . import figures
 
 _ICONS = {"good": "✔", "caution": "⚠", "poor": "✘", "undefined": "–"}
@@ -23,25 +26,47 @@ padding:3px 7px;text-align:right} th{background:#f6f6f6} td:first-child,th:first
 img{max-width:100%;margin:4px 0} .figs{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 .note{color:#555;font-size:.85em}
 """
-_SUMMARY_FIELDS = [
-    ("pearson_r_median", "Pearson r (median)"), ("accuracy_score_p", "accuracy score P (FRM)"),
-    ("segmentation_pcc_mean", "segmentation-PCC (mean)"), ("ssim_mean", "SSIM (mean)"), ("psnr_mean", "PSNR dB (mean)"),
-    ("nrmse_mean", "NRMSE (mean)"), ("baseline_pearson_r_mean", "baseline: input vs target r"),
-    ("baseline_ssim_mean", "baseline: input vs target SSIM"), ("count_target_total", "objects in real stain"),
-    ("count_prediction_total", "objects in virtual stain"), ("count_error_total", "count error"),
-    ("f1_mean", "F1 at IoU 0.5 (mean)"), ("displacement_median_um", "centroid displacement (median)"),
-    ("area_ratio_median", "area ratio virtual/real (median)"),
+_Value = float | int | None  # a summary-table cell; None: the channel has no such value
+
+
+def _objects(value_of: Callable[[ObjectSummary], float | int]) -> Callable[[ChannelSummary], _Value]:
+    """A channel's object readout value; None where it has no object readout."""
+    return lambda s: value_of(s.objects) if s.objects is not None else None
+
+
+#: Rows of the summary table: label, the value of a channel (None: the row shows an empty cell, or is
+#: left out where no channel has it), and how to show it ("" as is, "percent" × 100 with %, "length"
+#: with the unit in the label).
+_SUMMARY_FIELDS: list[tuple[str, Callable[[ChannelSummary], _Value], str]] = [
+    ("Pearson r (median)", lambda s: s.pearson_r_median, ""),
+    ("accuracy score P (FRM)", lambda s: s.accuracy_score_p, ""),
+    ("segmentation-PCC (mean)", lambda s: s.segmentation_pcc_mean, ""),
+    ("SSIM (mean)", lambda s: s.ssim_mean, ""),
+    ("PSNR dB (mean)", lambda s: s.psnr_mean, ""),
+    ("NRMSE (mean)", lambda s: s.nrmse_mean, ""),
+    ("baseline: input vs target r", lambda s: s.baseline_pearson_r_mean, ""),
+    ("baseline: input vs target SSIM", lambda s: s.baseline_ssim_mean, ""),
+    ("objects in real stain", _objects(lambda o: o.count_target_total), ""),
+    ("objects in virtual stain", _objects(lambda o: o.count_prediction_total), ""),
+    ("count error", _objects(lambda o: o.count_error_total), "percent"),
+    ("F1 at IoU 0.5 (mean)", _objects(lambda o: o.f1_mean), ""),
+    ("centroid displacement (median)", _objects(lambda o: o.displacement_median), "length"),
+    ("area ratio virtual/real (median)", _objects(lambda o: o.area_ratio_median), ""),
 ]
 _METHOD = {
     "nuclei": "threshold and distance-transform watershed; on BBBC039's manual labels it scores F1 0.86 at IoU 0.5 "
               "and counts 10 % low; the same bias applies to both images",
     "cells": "FRM's junction recipe: threshold, skeletonise, close, invert, label; cells touching the border are left out",
 }
-_ROW_FIELDS = ["pearson_r", "ssim", "psnr", "nrmse", "mae", "baseline_pearson_r", "count_target", "count_prediction",
-               "count_error", "f1", "displacement_median_um", "note"]
 
 
-def _fmt(value) -> str:
+def _row_columns(pixel_size_um: float | None) -> list[str]:
+    """The ``metrics.csv`` columns shown in the per-image table."""
+    return ["image", "channel", "pearson_r", "ssim", "psnr", "nrmse", "mae", "baseline_pearson_r", "count_target",
+            "count_prediction", "count_error", "f1", length_key("displacement_median", pixel_size_um), "note"]
+
+
+def _fmt(value: object) -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, float):
@@ -53,80 +78,83 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def _verdict_list(name: str, items: list[dict]) -> str:
-    lis = "".join(f'<li class="{v["status"]}">{_ICONS[v["status"]]} <b>{html.escape(v["readout"])}</b>: '
-                  f'{html.escape(v["text"])}</li>' for v in items)
+def _verdict_list(name: str, items: list[Verdict]) -> str:
+    lis = "".join(f'<li class="{v.status}">{_ICONS[v.status]} <b>{html.escape(v.readout)}</b>: '
+                  f'{html.escape(v.text)}</li>' for v in items)
     return f"<h3>{html.escape(name)}</h3><ul class=\"verdicts\">{lis}</ul>"
 
 
-def _summary_table(channels: dict, unit: str) -> str:
-    names = list(channels)
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+def _cell(value: _Value, how: str) -> str:
+    if how == "percent" and isinstance(value, float) and math.isfinite(value):
+        return _fmt(value * 100) + " %"
+    return _fmt(value)
+
+
+def _summary_table(channels: dict[str, ChannelSummary], unit: str) -> str:
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in channels)
     body = ""
-    for key, label in _SUMMARY_FIELDS:
-        if not any(key in channels[n] for n in names):
+    for label, value_of, how in _SUMMARY_FIELDS:
+        values = [value_of(s) for s in channels.values()]
+        if all(v is None for v in values):
             continue
-        cells = ""
-        for n in names:
-            v = channels[n].get(key, "")
-            percent = key == "count_error_total" and isinstance(v, float) and math.isfinite(v)
-            cells += f"<td>{_fmt(v * 100) + ' %' if percent else _fmt(v)}</td>"
-        label = label + f" ({unit})" if key == "displacement_median_um" else label
+        cells = "".join(f"<td>{_cell(v, how)}</td>" for v in values)
+        label = label + f" ({unit})" if how == "length" else label
         body += f"<tr><td>{html.escape(label)}</td>{cells}</tr>"
     return f"<table><tr><th>metric</th>{head}</tr>{body}</table>"
 
 
-def _feature_table(entry: dict, noun: str) -> str:
-    r = entry.get("feature_pearson_r") or {}
+def _feature_table(objects: ObjectSummary, noun: str) -> str:
+    r = objects.feature_pearson_r
     if not r:
         return ""
     cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in r.items())
-    return (f"<p>Per-object features, real vs virtual: Pearson r over the {entry['matched']} matched {noun} "
+    return (f"<p>Per-object features, real vs virtual: Pearson r over the {objects.matched} matched {noun} "
             f"(each measured on its own image; VirFluoNet's CellProfiler comparison).</p>"
             f"<table><tr><th>feature</th><th>r</th></tr>{cells}</table>")
 
 
-def _rows_table(rows: list[dict]) -> str:
-    shown = rows[:_MAX_ROWS]
-    head = "".join(f"<th>{c}</th>" for c in ["image", "channel", *_ROW_FIELDS])
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in ["image", "channel", *_ROW_FIELDS])
-                   + "</tr>" for r in shown)
+def _rows_table(rows: list[ImageRow], pixel_size_um: float | None) -> str:
+    """The first rows as in ``metrics.csv`` (a subset of its columns)."""
+    columns = _row_columns(pixel_size_um)
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(cells.get(c, ''))}</td>" for c in columns) + "</tr>"
+                   for cells in (r.csv_row(pixel_size_um) for r in rows[:_MAX_ROWS]))
     more = f'<p class="note">{len(rows) - _MAX_ROWS} more rows in metrics.csv.</p>' if len(rows) > _MAX_ROWS else ""
     return f'<div style="overflow-x:auto"><table><tr>{head}</tr>{body}</table></div>{more}'
 
 
-def render_report(evaluation, title: str = "virtualstain evaluation") -> str:
-    """HTML text of the report for an :class:`~virtualstain.workflows.evaluate.Evaluation`."""
-    s = evaluation.summary
-    unit = s["length_unit"]
-    px = f"{s['pixel_size_um']} µm/px" if s["pixel_size_um"] else "unknown pixel size (lengths in px)"
+def render_report(evaluation: Evaluation, title: str = "virtualstain evaluation") -> str:
+    """HTML text of the report for an :class:`~virtualstain.evaluation.types.Evaluation`."""
+    channels, unit = evaluation.channels, evaluation.length_unit
+    px = f"{evaluation.pixel_size_um} µm/px" if evaluation.pixel_size_um else "unknown pixel size (lengths in px)"
     parts = [f"<h1>{html.escape(title)}</h1>",
-             f'<p class="meta">{s["n_images"]} image(s), {px}; virtualstain {__version__}, '
+             f'<p class="meta">{evaluation.n_images} image(s), {px}; virtualstain {__version__}, '
              f'{datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}</p>', "<h2>Verdicts</h2>"]
-    parts += [_verdict_list(name, entry["verdicts"]) for name, entry in s["channels"].items()]
-    undefined = [u for entry in s["channels"].values() for u in entry["undefined"]]
+    parts += [_verdict_list(name, s.verdicts) for name, s in channels.items()]
+    undefined = [u for s in channels.values() for u in s.undefined]
     if undefined:
         parts.append('<p class="note">Not defined: ' + "; ".join(html.escape(u) for u in undefined) + "</p>")
-    parts += ["<h2>Summary</h2>", _summary_table(s["channels"], unit), "<h2>Agreement per image</h2>",
+    parts += ["<h2>Summary</h2>", _summary_table(channels, unit), "<h2>Agreement per image</h2>",
               '<div class="figs">', _img(figures.violin_figure(evaluation.rows), "violin plot of Pearson r")]
     for name, pool in evaluation.pools.items():
         parts.append(_img(figures.joint_histogram_figure(pool.pairs, name), f"joint histogram {name}"))
     parts.append("</div>")
     for name, pool in evaluation.pools.items():
-        if pool.kind == "none":
+        objects = channels[name].objects
+        if objects is None:  # no object readout
             continue
         noun = "nuclei" if pool.kind == "nuclei" else "cells"
-        mine = [r for r in evaluation.rows if r["channel"] == name]
+        mine = [r for r in evaluation.rows if r.channel == name]
         parts += [f"<h2>Objects: {html.escape(name)} ({noun})</h2>", '<div class="figs">',
                   _img(figures.count_scatter_figure(mine, name, noun), f"count scatter {name}"),
                   _img(figures.distributions_figure(pool, noun, unit), f"areas and displacements {name}"), "</div>",
-                  _feature_table(s["channels"][name], noun),
+                  _feature_table(objects, noun),
                   f'<p class="note">{noun.capitalize()} are segmented the same way in the real and the virtual stain '
                   f"({_METHOD[pool.kind]}), then matched one to one at IoU ≥ 0.5; outlines are drawn in yellow "
                   "below.</p>"]
     parts.append("<h2>Images</h2>")
     parts += [_img(figures.panel_figure(p, unit), f"panels {p.image} {p.channel}") for p in evaluation.panels]
-    parts += ["<h2>Every image</h2>", _rows_table(evaluation.rows),
+    parts += ["<h2>Every image</h2>", _rows_table(evaluation.rows, evaluation.pixel_size_um),
               '<p class="note">Pearson r over all pixels; SSIM and PSNR use the target\'s range (max − min) as data '
               "range; NRMSE = RMSE / that range; accuracy score P = mean r over images whose target has ≥ 1 % of pixels "
               "above the pooled Otsu threshold (FRM); baseline = the label-free input channel that correlates best, "

@@ -8,36 +8,37 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..evaluation.study import StudyRow
 from .figures import _png
 from .html import _CSS, _fmt, _img
 
-
-def as_float(value) -> float:
-    """``float(value)``, or NaN for empty / non-numeric CSV cells."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+_TABLE = ["fraction", "train_regions", "train_megapixels", "epochs", "channel", "pearson_r", "accuracy_score_p",
+          "count_error", "f1", "train_seconds"]
 
 
-def study_figure(rows: list[dict], channel: str) -> bytes:
+def _number(value: float | None) -> float:
+    """NaN for None (a channel without an object readout), else the value as a float."""
+    return math.nan if value is None else float(value)
+
+
+def study_figure(rows: list[StudyRow], channel: str) -> bytes:
     """Four panels: r and P vs training size, count error vs training size, r vs epochs, wall time."""
-    mine = [r for r in rows if r["channel"] == channel]
-    fractions = sorted({as_float(r["fraction"]) for r in mine})
-    epochs = sorted({int(r["epochs_requested"]) for r in mine})
+    mine = [r for r in rows if r.channel == channel]
+    fractions = sorted({r.fraction for r in mine})
+    epochs = sorted({r.epochs_requested for r in mine})
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.0))
     colours = plt.cm.viridis(np.linspace(0, 0.85, max(len(epochs), len(fractions))))
     for k, e in enumerate(epochs):
-        sel = sorted((r for r in mine if int(r["epochs_requested"]) == e), key=lambda r: as_float(r["fraction"]))
-        size = [as_float(r["train_megapixels"]) for r in sel]
-        axes[0].plot(size, [as_float(r["pearson_r"]) for r in sel], "o-", color=colours[k], label=f"r, {e} epochs")
-        axes[0].plot(size, [as_float(r["accuracy_score_p"]) for r in sel], "s--", color=colours[k], alpha=0.6,
+        sel = sorted((r for r in mine if r.epochs_requested == e), key=lambda r: r.fraction)
+        size = [r.train_megapixels for r in sel]
+        axes[0].plot(size, [r.pearson_r for r in sel], "o-", color=colours[k], label=f"r, {e} epochs")
+        axes[0].plot(size, [r.accuracy_score_p for r in sel], "s--", color=colours[k], alpha=0.6,
                      label=f"P, {e} epochs")
-        axes[1].plot(size, [100 * as_float(r["count_error"]) for r in sel], "o-", color=colours[k], label=f"{e} epochs")
-        axes[3].plot(size, [as_float(r["train_seconds"]) for r in sel], "o-", color=colours[k], label=f"{e} epochs")
+        axes[1].plot(size, [100 * _number(r.count_error) for r in sel], "o-", color=colours[k], label=f"{e} epochs")
+        axes[3].plot(size, [r.train_seconds for r in sel], "o-", color=colours[k], label=f"{e} epochs")
     for k, f in enumerate(fractions):
-        sel = sorted((r for r in mine if as_float(r["fraction"]) == f), key=lambda r: int(r["epochs"]))
-        axes[2].plot([int(r["epochs"]) for r in sel], [as_float(r["pearson_r"]) for r in sel], "o-", color=colours[k],
+        sel = sorted((r for r in mine if r.fraction == f), key=lambda r: r.epochs)
+        axes[2].plot([r.epochs for r in sel], [r.pearson_r for r in sel], "o-", color=colours[k],
                      label=f"{f:g} of training data")
     axes[1].axhspan(-5, 5, color="#cccccc", alpha=0.5)
     labels = [("training pixels (Mpx)", "Pearson r / accuracy P"), ("training pixels (Mpx)", "count error (%)"),
@@ -54,14 +55,16 @@ def study_figure(rows: list[dict], channel: str) -> bytes:
     return _png(fig)
 
 
-def render_study(rows: list[dict], split: str) -> str:
+def _table_row(row: StudyRow) -> str:
+    cells = row.csv_row()
+    return "<tr>" + "".join(f"<td>{_fmt(cells[c] if c == 'channel' else _number(cells[c]))}</td>" for c in _TABLE) + "</tr>"
+
+
+def render_study(rows: list[StudyRow], split: str) -> str:
     """HTML text of the study page (self-contained, like the evaluation report)."""
-    channels = list(dict.fromkeys(r["channel"] for r in rows))
-    cols = ["fraction", "train_regions", "train_megapixels", "epochs", "channel", "pearson_r", "accuracy_score_p",
-            "count_error", "f1", "train_seconds"]
-    head = "".join(f"<th>{c}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(as_float(r[c]) if c not in ('channel',) else r[c])}</td>" for c in cols)
-                   + "</tr>" for r in rows)
+    channels = list(dict.fromkeys(r.channel for r in rows))
+    head = "".join(f"<th>{c}</th>" for c in _TABLE)
+    body = "".join(_table_row(r) for r in rows)
     parts = ["<h1>Training-size and epoch study</h1>",
              f'<p class="meta">Every run is tested on the same held-out regions: {html.escape(split)}.</p>',
              *[_img(study_figure(rows, c), f"study plots {c}") for c in channels],

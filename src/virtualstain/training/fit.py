@@ -9,6 +9,7 @@ file when it starts, so a resumed run keeps earlier log segments aside and joins
 from __future__ import annotations
 
 import csv
+import datetime
 import shutil
 import sys
 import time
@@ -101,7 +102,7 @@ def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=t.early_stopping_patience))
     trainer = pl.Trainer(
         max_epochs=t.max_epochs,
-        max_time={"minutes": t.max_minutes} if t.max_minutes else None,
+        max_time=datetime.timedelta(minutes=t.max_minutes) if t.max_minutes else None,
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=precision(t.precision),  # type: ignore[arg-type]
         callbacks=callbacks,

@@ -15,7 +15,7 @@ from ..data.patches import PatchSampler
 from ..data.samples import Sample
 from ..data.splits import Region
 from ..inference.tiling import pad_to_multiple
-from ..models.inference import memory_format
+from ..models.inference import memory_format, network_config
 from .losses import LOSSES, pearson_loss
 
 
@@ -69,11 +69,14 @@ class VirtualStainModule(pl.LightningModule):
         return self.network(x.contiguous(memory_format=self._layout))
 
     def on_fit_start(self) -> None:
-        self._layout = memory_format(self.network.config.spatial_dims)
-        self.network.to(memory_format=self._layout)
+        self._layout = memory_format(network_config(self.network).spatial_dims)
+        # Module.to accepts memory_format at run time (torch._C._nn._parse_to); torch's overloads omit it.
+        self.network.to(memory_format=self._layout)  # type: ignore[call-overload]
 
     def on_train_epoch_start(self) -> None:
-        dataset = self.trainer.train_dataloader.dataset
+        loader = self.trainer.train_dataloader
+        assert loader is not None  # set by the fit loop before the first epoch starts
+        dataset = loader.dataset
         if isinstance(dataset, PatchDataset):
             dataset.epoch = self.current_epoch
 

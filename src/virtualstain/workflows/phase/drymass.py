@@ -168,6 +168,7 @@ def measure_dry_mass(phase: str | os.PathLike, out: str | os.PathLike, *, labels
         rows, field_rows = mass_curves(stack, lab, times, **units)
         columns = OBJECT_COLUMNS
     else:
+        assert nucleus_mask is not None and cell_mask is not None  # both or labels, checked above
         nuclei = _read_masks(nucleus_mask, "nucleus mask", frames, shape)
         cells = _read_masks(cell_mask, "cell mask", frames, shape)
         rows, field_rows = [], []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from ...optics import (
     tie_phase,
     tie_phase_iterative,
 )
+from ...optics.focus import Measure
 
 
 def read_plane(path: str | os.PathLike, what: str) -> tuple[np.ndarray, ImageMeta]:
@@ -96,7 +98,8 @@ def phase_from_shifting(frames: str | os.PathLike, out: str | os.PathLike, *, wa
 
 
 def phase_from_tie(stack_path: str | os.PathLike, out: str | os.PathLike, *, z_um: Sequence[float],
-                   wavelength_um: float, pixel_size_um: float | None, solver: str = "dct",
+                   wavelength_um: float, pixel_size_um: float | None,
+                   solver: Literal["fft", "dct", "iterative"] = "dct",
                    regularization_per_um2: float = 1e-4, medium_index: float = 1.0) -> np.ndarray:
     """Two or three defocused planes → phase TIFF by the TIE (``fft``, ``dct`` or ``iterative``)."""
     if solver not in ("fft", "dct", "iterative"):
@@ -111,17 +114,17 @@ def phase_from_tie(stack_path: str | os.PathLike, out: str | os.PathLike, *, z_u
         raise UserError(f"{stack_path}: intensities must be positive for the TIE; subtract the camera offset only")
     wavelength_um = check_wavelength_um(wavelength_um)
     pixel_size_um = check_pixel_size_um(pixel_size_um or meta.pixel_size_um)
-    kwargs = dict(wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, medium_index=medium_index,
-                  regularization_per_um2=regularization_per_um2)
     if solver == "iterative":
-        phase = tie_phase_iterative(stack, z_um, solver="dct", **kwargs).phase
+        phase = tie_phase_iterative(stack, z_um, solver="dct", wavelength_um=wavelength_um, pixel_size_um=pixel_size_um,
+                                    medium_index=medium_index, regularization_per_um2=regularization_per_um2).phase
     else:
-        phase = tie_phase(stack, z_um, solver=solver, **kwargs)
+        phase = tie_phase(stack, z_um, solver=solver, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um,
+                          medium_index=medium_index, regularization_per_um2=regularization_per_um2)
     write_phase_map(out, phase, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um, method=f"TIE ({solver})")
     return phase
 
 
-def focus_planes(stack_path: str | os.PathLike, n: int, *, measure: str = "haar", mode: str = "max",
+def focus_planes(stack_path: str | os.PathLike, n: int, *, measure: Measure = "haar", mode: Literal["max", "min"] = "max",
                  out: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Focus curve of a ``(Z, Y, X)`` stack and the ``n`` best planes (best first); optionally write them."""
     array, meta = read_image(stack_path)

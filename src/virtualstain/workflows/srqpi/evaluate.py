@@ -21,17 +21,19 @@ whole-field through the tiled predictor and scored as they are.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from scipy import ndimage
 
 from ..._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
-from ...data.acquisition import Acquisition
+from ...data.acquisition import Acquisition, Setting
 from ...data.samples import read_manifest
 from ...errors import UserError
 from ...inference.predict import predict
@@ -106,8 +108,9 @@ def tie_baselines(low: np.ndarray, truth: np.ndarray, optics: Optics,
     other = simulate_intensity(truth, defocus_um=-z, coherence=optics.coherence, settings=settings,
                                rng=np.random.default_rng(seed))
     common = {"wavelength_um": optics.wavelength_um, "pixel_size_um": optics.pixel_size_um}
-    problems = {"fft_tie": (np.stack([other, low]), [-z, z], "fft"), "dct_tie": (np.stack([other, low]), [-z, z], "dct"),
-                "tie_single": (np.stack([np.ones_like(low), low]), [0.0, z], "dct")}
+    problems: dict[str, tuple[np.ndarray, list[float], Literal["fft", "dct"]]] = {
+        "fft_tie": (np.stack([other, low]), [-z, z], "fft"), "dct_tie": (np.stack([other, low]), [-z, z], "dct"),
+        "tie_single": (np.stack([np.ones_like(low), low]), [0.0, z], "dct")}
     out = {}
     for name, (stack, planes, solver) in problems.items():
         tried = [(match_background(upsample_bicubic(tie_phase(stack, planes, solver=solver, regularization_per_um2=eps,
@@ -118,30 +121,66 @@ def tie_baselines(low: np.ndarray, truth: np.ndarray, optics: Optics,
 
 
 @dataclass
+class SRQPIRow:
+    """One method on one image: a row of ``metrics.csv`` (columns :data:`COLUMNS`, in field order).
+
+    Attributes
+    ----------
+    image, method : str
+        The pair's name; the model's name or one of :data:`BASELINES`.
+    defocus_um, coherence : float or None
+        The image's defocus z (µm) and coherence S = NA_cond/NA_obj, where its metadata records them
+        (:data:`~virtualstain.data.acquisition.Setting`).
+    ssim, psnr_db, rmse_rad, total_phase_error : float
+        :func:`~virtualstain.metrics.phase_scores` of the HR phase map against the truth (rad).
+    regularization_per_um2 : float or None
+        The Tikhonov strength ε (µm⁻²) a TIE baseline used; None for models.
+    """
+
+    image: str
+    method: str
+    defocus_um: Setting
+    coherence: Setting
+    ssim: float
+    psnr_db: float
+    rmse_rad: float
+    total_phase_error: float
+    regularization_per_um2: float | None = None
+
+    def scores(self) -> tuple[float, float, float, float]:
+        """The metrics in :data:`METRICS` order."""
+        return self.ssim, self.psnr_db, self.rmse_rad, self.total_phase_error
+
+    def csv_row(self) -> dict:
+        """The row of ``metrics.csv``."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class SRQPIEvaluation:
     """Per-image scores (``rows``) and their means per method, per (method, z) and per (method, S)."""
 
-    rows: list[dict] = field(default_factory=list)
+    rows: list[SRQPIRow] = field(default_factory=list)
 
-    def table(self, by: str | None = None) -> dict:
+    def table(self, by: Literal["defocus_um", "coherence"] | None = None) -> dict:
         """Mean of every metric per method (``by=None``), or per method and ``defocus_um``/``coherence``
         (rows whose image does not record it are left out of that table)."""
         out: dict = {}
         for row in self.rows:
-            if by is not None and row[by] is None:
-                continue
-            key = row["method"] if by is None else (row["method"], row[by])
-            out.setdefault(key, []).append([row[m] for m in METRICS])
+            if by is None:
+                out.setdefault(row.method, []).append(row.scores())
+            elif getattr(row, by) is not None:
+                out.setdefault((row.method, getattr(row, by)), []).append(row.scores())
         return {key: dict(zip(METRICS, np.nanmean(np.array(v, float), axis=0).tolist())) for key, v in out.items()}
 
     def summary(self) -> dict:
-        def nested(by):
+        def nested(by: Literal["defocus_um", "coherence"]) -> dict:
             table: dict = {}
             for (method, value), scores in sorted(self.table(by).items()):
                 table.setdefault(method, {})[f"{value:g}"] = scores
             return table
 
-        return {"n_images": len({r["image"] for r in self.rows}), "mean": self.table(),
+        return {"n_images": len({r.image for r in self.rows}), "mean": self.table(),
                 "by_defocus_um": nested("defocus_um"), "by_coherence": nested("coherence")}
 
 
@@ -184,9 +223,8 @@ def evaluate_srqpi(manifest: str | os.PathLike, models: Mapping[str, ModelBundle
             optics = Optics.of(acquisition, sample.pixel_size_um, where)
             maps.update(tie_baselines(sample.input[0].astype(np.float64), truth, optics, seed=index))
         for method, (phase, eps) in maps.items():
-            result.rows.append({"image": sample.name, "method": method, "defocus_um": acquisition.defocus_um,
-                                "coherence": acquisition.coherence, **phase_scores(phase, truth),
-                                "regularization_per_um2": eps})
+            result.rows.append(SRQPIRow(sample.name, method, acquisition.defocus_um, acquisition.coherence,
+                                        **phase_scores(phase, truth), regularization_per_um2=eps))
     return result
 
 
@@ -216,7 +254,7 @@ def write_srqpi_evaluation(evaluation: SRQPIEvaluation, out: str | os.PathLike,
                            title: str = "Super-resolved phase vs truth") -> Path:
     """Write ``metrics.csv`` (per image and method), ``summary.json`` and ``report.md`` to ``out``."""
     folder = ensure_writable_dir(out)
-    write_csv_atomic(folder / "metrics.csv", evaluation.rows, COLUMNS)
+    write_csv_atomic(folder / "metrics.csv", [r.csv_row() for r in evaluation.rows], COLUMNS)
     write_text_atomic(folder / "summary.json", json.dumps(evaluation.summary(), indent=2))
     write_text_atomic(folder / "report.md", _markdown(evaluation, title))
     return folder

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..._atomic import ensure_writable_dir, write_text_atomic
-from ...analysis.compartments import compartment_agreement
+from ...analysis.compartments import CompartmentAgreement, compartment_agreement
 from ...analysis.readouts import readout_for
 from ...data.synthetic import write_dataset
 from ...errors import UserError
+from ...evaluation.types import Evaluation
 from ...training.config import config_from_dict
 from .evaluate import write_evaluation
 from .held_out import HeldOut
@@ -47,7 +49,7 @@ def _nuclei_channel(names: list[str]) -> int:
     return next((i for i, name in enumerate(names) if readout_for(name) == "nuclei"), 0)
 
 
-def _dry_mass_readout(held_out: list[HeldOut], names: list[str]) -> dict:
+def _dry_mass_readout(held_out: list[HeldOut], names: list[str]) -> CompartmentAgreement:
     """PICS: nuclear vs cytoplasmic dry mass on the phase input, with real and with virtual nuclei."""
     c = _nuclei_channel(names)
     plane = (lambda a: a.reshape(-1, *a.shape[-2:]))  # noqa: E731  (Z planes of a volume become channels)
@@ -57,25 +59,94 @@ def _dry_mass_readout(held_out: list[HeldOut], names: list[str]) -> dict:
                                  pixel_size_um=held_out[0].pixel_size_um or 1.0, wavelength_um=SYNTHETIC_WAVELENGTH_UM)
 
 
-def _dry_mass_lines(dry_mass: dict | None) -> list[str]:
+def _dry_mass_lines(dry_mass: CompartmentAgreement | None) -> list[str]:
     if not dry_mass:
         return []
     return [
         "## Dry mass of nuclei and cytoplasm (PICS)", "",
         f"On the phase input (λ = {SYNTHETIC_WAVELENGTH_UM} µm, α = 0.18 mL/g), nuclei segmented in the real and in the "
         "virtual nuclear stain; cells = phase foreground.", "",
-        f"- Matched nuclei: {dry_mass['matched_nuclei']}; their dry mass real vs virtual: "
-        f"r = {dry_mass['nucleus_mass_r']:.3f}, median error {100 * dry_mass['nucleus_mass_median_error']:+.1f} %",
-        f"- Total nuclear mass {100 * dry_mass['total_nucleus_error']:+.1f} %, cytoplasmic mass "
-        f"{100 * dry_mass['total_cytoplasm_error']:+.1f} % (virtual vs real)",
-        f"- Nuclear/cytoplasmic mass ratio: real {dry_mass['nc_ratio_real']:.3f}, virtual "
-        f"{dry_mass['nc_ratio_virtual']:.3f}", "",
+        f"- Matched nuclei: {dry_mass.matched_nuclei}; their dry mass real vs virtual: "
+        f"r = {dry_mass.nucleus_mass_r:.3f}, median error {100 * dry_mass.nucleus_mass_median_error:+.1f} %",
+        f"- Total nuclear mass {100 * dry_mass.total_nucleus_error:+.1f} %, cytoplasmic mass "
+        f"{100 * dry_mass.total_cytoplasm_error:+.1f} % (virtual vs real)",
+        f"- Nuclear/cytoplasmic mass ratio: real {dry_mass.nc_ratio_real:.3f}, virtual "
+        f"{dry_mass.nc_ratio_virtual:.3f}", "",
+    ]
+
+
+@dataclass
+class DemoResult:
+    """What ``virtualstain demo`` produced; :meth:`to_dict` is its ``summary.json``.
+
+    Attributes
+    ----------
+    data, split : str
+        Where the images came from, and how they were split.
+    epochs : int
+        Epochs trained.
+    training_seconds, total_seconds : float
+        Wall time of the training session and of the whole demo, s.
+    patches_per_second : float
+        Training throughput.
+    model, predictions, report : Path
+        The bundle, the predictions' folder, the HTML report.
+    evaluation : Evaluation
+        The judgement of the held-out test images.
+    dry_mass : CompartmentAgreement or None
+        Nuclear vs cytoplasmic dry mass (synthetic phase data only; see :func:`_dry_mass_readout`).
+    """
+
+    data: str
+    split: str
+    epochs: int
+    training_seconds: float
+    total_seconds: float
+    patches_per_second: float
+    model: Path
+    predictions: Path
+    report: Path
+    evaluation: Evaluation
+    dry_mass: CompartmentAgreement | None
+
+    def to_dict(self) -> dict:
+        channels = self.evaluation.channels
+        return {
+            "data": self.data, "split": self.split, "epochs": self.epochs, "training_seconds": self.training_seconds,
+            "test_pearson_r": {c: s.pearson_r_mean for c, s in channels.items()},
+            "verdicts": {c: [v.to_dict() for v in s.verdicts] for c, s in channels.items()},
+            "total_seconds": self.total_seconds, "model": str(self.model), "predictions": str(self.predictions),
+            "report": str(self.report), "dry_mass": self.dry_mass.to_dict() if self.dry_mass else None,
+        }
+
+
+_ICONS = {"good": "✔", "caution": "⚠", "poor": "✘", "undefined": "–"}
+
+
+def _report_lines(demo: DemoResult, predicted: list[Path]) -> list[str]:
+    """The text of ``report.md``."""
+    return [
+        "# virtualstain demo report", "",
+        f"- Data: {demo.data}", f"- Split: {demo.split}",
+        f"- Model: `pics` U-Net, {demo.epochs} epochs in {demo.training_seconds} s "
+        f"({demo.patches_per_second} patches/s); bundle at `{demo.model}`",
+        f"- Total time: {demo.total_seconds} s",
+        "- Full report with images and plots: `evaluation/report.html` (open it in a browser)", "",
+        "## Verdicts on the held-out test images", "",
+        *[f"- {_ICONS[v.status]} **{c}, {v.readout}**: {v.text}" for c, s in demo.evaluation.channels.items()
+          for v in s.verdicts], "",
+        "## Pearson r per image and stain", "",
+        "| image | stain | Pearson r |", "|---|---|---|",
+        *[f"| {r.image} | {r.channel} | {r.pixels.pearson_r:.3f} |" for r in demo.evaluation.rows], "",
+        "Composites (grey = input, green/magenta = predicted stains): "
+        + ", ".join(f"`{p.with_suffix('.png').name}`" for p in predicted), "",
+        *_dry_mass_lines(demo.dry_mass),
     ]
 
 
 def run_demo(out: str | os.PathLike = "virtualstain-demo", data: str | os.PathLike | None = None,
-             minutes: float = 1.5, seed: int = 0, progress: bool = True, epochs: int | None = None) -> dict:
-    """Train, predict, evaluate and write ``out/report.md``; returns the summary.
+             minutes: float = 1.5, seed: int = 0, progress: bool = True, epochs: int | None = None) -> DemoResult:
+    """Train, predict, evaluate and write ``out/report.md`` and ``out/summary.json``.
 
     Parameters
     ----------
@@ -88,6 +159,10 @@ def run_demo(out: str | os.PathLike = "virtualstain-demo", data: str | os.PathLi
     epochs : int, optional
         Train exactly this many epochs instead (no time budget, no early stopping): the same
         result however busy the machine is.
+
+    Returns
+    -------
+    DemoResult
     """
     started = time.perf_counter()
     out = ensure_writable_dir(out)
@@ -112,36 +187,13 @@ def run_demo(out: str | os.PathLike = "virtualstain-demo", data: str | os.PathLi
                                   pixel_size_um=h.pixel_size_um, composite_of=h.input) for h in held_out]
     evaluation = result.test
     evaluation.out = write_evaluation(evaluation, out / "evaluation", title=f"virtualstain demo: {source}")
-    channels = evaluation.summary["channels"]
     dry_mass = _dry_mass_readout(held_out, bundle.output_channel_names) if data is None else None
-    summary = {
-        "data": source, "split": result.summary.split, "epochs": result.summary.epochs,
-        "training_seconds": result.summary.seconds_this_session,
-        "test_pearson_r": {c: entry["pearson_r_mean"] for c, entry in channels.items()},
-        "verdicts": {c: entry["verdicts"] for c, entry in channels.items()},
-        "total_seconds": round(time.perf_counter() - started, 1),
-        "model": str(result.model_dir), "predictions": str(out / "predictions"),
-        "report": str(out / "evaluation" / "report.html"),
-        "dry_mass": dry_mass,
-    }
-    icons = {"good": "✔", "caution": "⚠", "poor": "✘", "undefined": "–"}
-    lines = [
-        "# virtualstain demo report", "",
-        f"- Data: {source}", f"- Split: {summary['split']}",
-        f"- Model: `pics` U-Net, {summary['epochs']} epochs in {summary['training_seconds']} s "
-        f"({result.summary.patches_per_second} patches/s); bundle at `{result.model_dir}`",
-        f"- Total time: {summary['total_seconds']} s",
-        "- Full report with images and plots: `evaluation/report.html` (open it in a browser)", "",
-        "## Verdicts on the held-out test images", "",
-        *[f"- {icons[v['status']]} **{c}, {v['readout']}**: {v['text']}" for c, vs in summary["verdicts"].items()
-          for v in vs], "",
-        "## Pearson r per image and stain", "",
-        "| image | stain | Pearson r |", "|---|---|---|",
-        *[f"| {r['image']} | {r['channel']} | {r['pearson_r']:.3f} |" for r in evaluation.rows], "",
-        "Composites (grey = input, green/magenta = predicted stains): "
-        + ", ".join(f"`{p.with_suffix('.png').name}`" for p in predicted), "",
-        *_dry_mass_lines(dry_mass),
-    ]
-    write_text_atomic(out / "report.md", "\n".join(lines))
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
-    return summary
+    demo = DemoResult(data=source, split=result.summary.split, epochs=result.summary.epochs,
+                      training_seconds=result.summary.seconds_this_session,
+                      total_seconds=round(time.perf_counter() - started, 1),
+                      patches_per_second=result.summary.patches_per_second, model=result.model_dir,
+                      predictions=out / "predictions", report=out / "evaluation" / "report.html",
+                      evaluation=evaluation, dry_mass=dry_mass)
+    write_text_atomic(out / "report.md", "\n".join(_report_lines(demo, predicted)))
+    write_text_atomic(out / "summary.json", json.dumps(demo.to_dict(), indent=2, ensure_ascii=False))
+    return demo

@@ -3,13 +3,13 @@
 Files are paired (:func:`pair_files`), read and checked, then scored by
 :class:`~virtualstain.evaluation.scoring.Evaluator`. Everything is computed and checked before
 anything is written, so bad input never leaves a half-written ``metrics.csv`` / ``summary.json`` /
-``report.html``.
+``report.html``. The files' columns and keys are those of :mod:`virtualstain.evaluation.types`
+(lengths ``_um`` with a pixel size, ``_px`` without).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,7 +19,8 @@ import numpy as np
 from ..._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
 from ...data.io import TIFF_SUFFIXES, channels_first_by_axes, read_image
 from ...errors import UserError
-from ...evaluation.scoring import COLUMNS, Evaluation, Evaluator
+from ...evaluation.scoring import Evaluator
+from ...evaluation.types import Evaluation
 from ...report.html import render_report
 
 
@@ -67,18 +68,6 @@ def _load_stack(paths: list[Path]) -> tuple[np.ndarray, float | None]:
     if len(shapes) > 1:
         raise UserError(f"files {[str(p) for p in paths]} differ in shape {sorted(shapes)}; they must match")
     return np.concatenate(parts, 0).astype(np.float64), next((s for s in pixel_sizes if s), None)
-
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return _json_safe(value.item())
-    return value
 
 
 def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[str | os.PathLike],
@@ -142,9 +131,8 @@ def write_evaluation(evaluation: Evaluation, out: str | os.PathLike, *, report: 
                      title: str = "virtualstain evaluation") -> Path:
     """Write ``metrics.csv``, ``summary.json`` and (with ``report``) ``report.html`` into ``out``, atomically."""
     folder = ensure_writable_dir(out)
-    extra = [k for k in dict.fromkeys(k for r in evaluation.rows for k in r) if k not in COLUMNS]
-    write_csv_atomic(folder / "metrics.csv", evaluation.rows, COLUMNS + extra)
-    write_text_atomic(folder / "summary.json", json.dumps(_json_safe(evaluation.summary), indent=2, ensure_ascii=False))
+    write_csv_atomic(folder / "metrics.csv", evaluation.csv_rows(), evaluation.csv_columns())
+    write_text_atomic(folder / "summary.json", json.dumps(evaluation.summary_dict(), indent=2, ensure_ascii=False))
     if report:
         write_text_atomic(folder / "report.html", render_report(evaluation, title))
     return folder

@@ -16,7 +16,8 @@ import numpy as np
 from ...data.io import write_tiff
 from ...data.samples import Sample
 from ...data.splits import Region, SplitPlan
-from ...evaluation.scoring import Evaluation, Evaluator
+from ...evaluation.scoring import Evaluator
+from ...evaluation.types import Evaluation
 from ...inference.predict import predict
 from ...models.bundle import ModelBundle
 from .evaluate import write_evaluation

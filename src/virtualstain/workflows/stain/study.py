@@ -28,12 +28,10 @@ from ..._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
 from ...data.samples import Sample, read_manifest
 from ...data.splits import Region, SplitPlan, plan_splits
 from ...errors import UserError
-from ...report.study import as_float, render_study
+from ...evaluation.study import STUDY_COLUMNS, StudyRow
+from ...report.study import render_study
 from ...training.config import TrainConfig
 from .train import train
-
-STUDY_COLUMNS = ["fraction", "train_regions", "train_megapixels", "epochs_requested", "epochs", "channel",
-                 "pearson_r", "accuracy_score_p", "count_error", "f1", "train_seconds", "run"]
 
 
 def _crop(region: Region, fraction: float, min_length: int) -> Region:
@@ -73,7 +71,7 @@ def region_samples(samples: list[Sample], regions: Sequence[Region]) -> list[Sam
     return out
 
 
-def _parse_list(values: Sequence[float], what: str, kind: type) -> list:
+def _parse_list(values: Sequence[float | str], what: str, kind: type) -> list:
     try:
         out = sorted({kind(v) for v in values})
     except (TypeError, ValueError):
@@ -83,21 +81,21 @@ def _parse_list(values: Sequence[float], what: str, kind: type) -> list:
     return out
 
 
-def _read_done(path: Path) -> list[dict]:
+def _read_done(path: Path) -> list[StudyRow]:
     if not path.exists():
         return []
     with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+        return [StudyRow.from_csv(cells) for cells in csv.DictReader(fh)]
 
 
-def _write_table(path: Path, rows: list[dict]) -> None:
-    write_csv_atomic(path, rows, STUDY_COLUMNS)
+def _write_table(path: Path, rows: list[StudyRow]) -> None:
+    write_csv_atomic(path, [r.csv_row() for r in rows], STUDY_COLUMNS)
 
 
 def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config: TrainConfig | None = None, *,
-              fractions: Sequence[float] = (0.25, 0.5, 1.0), epochs: Sequence[int] = (2, 5, 10),
+              fractions: Sequence[float | str] = (0.25, 0.5, 1.0), epochs: Sequence[int | str] = (2, 5, 10),
               minutes_per_fraction: float | None = None,
-              log: Callable[[str], None] | None = None) -> list[dict]:
+              log: Callable[[str], None] | None = None) -> list[StudyRow]:
     """Train from scratch on growing training fractions and epoch counts; tabulate and plot the test readouts.
 
     Parameters
@@ -107,9 +105,9 @@ def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, co
     out : path
         Study folder (see the module docstring).
     fractions : sequence of float
-        Shares of the training data, in (0, 1].
+        Shares of the training data, in (0, 1] (numbers, or their text as typed on the command line).
     epochs : sequence of int
-        Epoch counts at which each fraction's run is judged.
+        Epoch counts at which each fraction's run is judged (numbers or text).
     minutes_per_fraction : float, optional
         Wall-clock budget of each fraction's run, over all its epoch steps (a step that hits it reports the
         epochs actually trained).
@@ -118,8 +116,8 @@ def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, co
 
     Returns
     -------
-    list of dict
-        The rows of ``study.csv`` (columns :data:`STUDY_COLUMNS`).
+    list of StudyRow
+        The rows of ``study.csv`` (columns :data:`~virtualstain.evaluation.study.STUDY_COLUMNS`).
     """
     config = (config or TrainConfig()).model_copy(deep=True)
     fractions = _parse_list(fractions, "--fractions", float)
@@ -136,15 +134,15 @@ def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, co
     config.training.early_stopping_patience = None
     config.training.max_minutes = minutes_per_fraction
     table = folder / "study.csv"
-    rows = [r for r in _read_done(table) if as_float(r["fraction"]) in fractions and int(r["epochs_requested"]) in epochs]
-    done = {(as_float(r["fraction"]), int(r["epochs_requested"])) for r in rows}
+    rows = [r for r in _read_done(table) if r.fraction in fractions and r.epochs_requested in epochs]
+    done = {(r.fraction, r.epochs_requested) for r in rows}
     for fraction in fractions:
         subset = training_subset(plan, fraction, config.training.seed, min_length)
         regions = subset + plan.of("val") + plan.of("test")
         run_samples = region_samples(samples, regions)
         megapixels = sum(int(np.prod(r.shape)) for r in subset) / 1e6
         run = folder / f"fraction_{fraction:g}"
-        seconds = max([as_float(r["train_seconds"]) for r in rows if as_float(r["fraction"]) == fraction], default=0.0)
+        seconds = max([r.train_seconds for r in rows if r.fraction == fraction], default=0.0)
         for n_epochs in epochs:
             if (fraction, n_epochs) in done:
                 continue
@@ -154,22 +152,22 @@ def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, co
                 raise UserError(f"{run}: the run has no test regions to judge; give the study data with test rows "
                                 "or a split.test_fraction above 0")
             seconds += result.summary.seconds_this_session
-            judged = result.test.summary["channels"]
-            for channel, s in judged.items():
-                rows.append({
-                    "fraction": fraction, "train_regions": len(subset), "train_megapixels": round(megapixels, 4),
-                    "epochs_requested": n_epochs, "epochs": result.summary.epochs, "channel": channel,
-                    "pearson_r": s["pearson_r_mean"], "accuracy_score_p": s["accuracy_score_p"],
-                    "count_error": s.get("count_error_total"), "f1": s.get("f1_mean"),
-                    "train_seconds": round(seconds, 1), "run": str(run.relative_to(folder)),
-                })
-            rows.sort(key=lambda r: (as_float(r["fraction"]), int(r["epochs_requested"]), r["channel"]))
+            judged = result.test.channels
+            rows += [StudyRow(fraction=fraction, train_regions=len(subset), train_megapixels=round(megapixels, 4),
+                              epochs_requested=n_epochs, epochs=result.summary.epochs, channel=channel,
+                              pearson_r=s.pearson_r_mean, accuracy_score_p=s.accuracy_score_p,
+                              count_error=s.objects.count_error_total if s.objects else None,
+                              f1=s.objects.f1_mean if s.objects else None,  # None: no object readout
+                              train_seconds=round(seconds, 1), run=str(run.relative_to(folder)))
+                     for channel, s in judged.items()]
+            rows.sort(key=lambda r: (r.fraction, r.epochs_requested, r.channel))
             _write_table(table, rows)
             if log:
                 log(f"fraction {fraction:g}, {result.summary.epochs} epochs: " + ", ".join(
-                    f"{c} r={s['pearson_r_mean']:.3f}" for c, s in judged.items()))
+                    f"{c} r={s.pearson_r_mean:.3f}" for c, s in judged.items()))
     write_text_atomic(folder / "study.json", json.dumps(
-        {"fractions": fractions, "epochs": epochs, "split": plan.description, "rows": rows}, indent=2, default=str))
+        {"fractions": fractions, "epochs": epochs, "split": plan.description, "rows": [r.csv_row() for r in rows]},
+        indent=2, default=str))
     write_text_atomic(folder / "study.html", render_study(rows, plan.description))
     return rows
 

@@ -31,7 +31,7 @@ from ...data.patches import PatchSampler, fit_patch_size
 from ...data.samples import Sample, common_input_channels, common_scale, manifest_sha256, read_manifest
 from ...data.splits import SplitPlan, plan_splits
 from ...errors import UserError
-from ...evaluation.scoring import Evaluation
+from ...evaluation.types import Evaluation, ImageRow
 from ...inference.predict import predict
 from ...metrics import pearson_r
 from ...models.bundle import ModelBundle, TrainingRecord, ValidationRecord, save_bundle
@@ -90,8 +90,8 @@ class TrainResult:
     bundle: ModelBundle | None = None
 
     @property
-    def test_rows(self) -> list[dict]:
-        """One row per test image and channel (see :data:`~virtualstain.evaluation.scoring.COLUMNS`)."""
+    def test_rows(self) -> list[ImageRow]:
+        """One :class:`~virtualstain.evaluation.types.ImageRow` per test image and channel (list of ImageRow)."""
         return self.test.rows if self.test else []
 
 
@@ -229,7 +229,7 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
     model_dir = save_bundle(bundle, run / "model")
     held_out = predict_held_out(bundle, samples, plan)
     test = judge_held_out(held_out, bundle, plan, run / "test")
-    test_r = {c: entry["pearson_r_mean"] for c, entry in test.summary["channels"].items()} if test else {}
+    test_r = {c: s.pearson_r_mean for c, s in test.channels.items()} if test else {}
     summary = TrainSummary(model=str(model_dir), split_mode=plan.mode, split=plan.description,
                            validation_pearson_r=dict(zip(names_out, val_r)), test_pearson_r=test_r,
                            wall_seconds=round(time.perf_counter() - started, 1), **dataclasses.asdict(fitted))
