@@ -3,12 +3,15 @@
 import numpy as np
 import pytest
 
+from virtualstain.data.acquisition import Acquisition
 from virtualstain.data.io import write_tiff
 from virtualstain.data.normalization import Normalizer
 from virtualstain.data.patches import PatchSampler, augment, fit_patch_size
+from virtualstain.data.phase_maps import read_phase_map, write_phase_map
 from virtualstain.data.samples import read_manifest, samples_from_arrays
 from virtualstain.data.splits import plan_splits
 from virtualstain.data.synthetic import make_field
+from virtualstain.data.units import check_pixel_size_um, check_wavelength_um, length_key, length_unit
 from virtualstain.errors import UserError
 
 
@@ -158,3 +161,57 @@ def test_synthetic_generator_is_deterministic_and_paired():
     assert a.target[0][inside].mean() > 3 * a.target[0][~inside].mean()  # nuclei stain lights up nuclei
     bf = make_field((8, 48, 48), seed=1, modality="brightfield")
     assert bf.input.shape == (1, 8, 48, 48) and bf.target.shape == (2, 8, 48, 48)
+
+
+def test_acquisition_is_read_from_metadata_pooled_over_images_and_written_back():
+    one = Acquisition.from_description({"binning": 4, "defocus_um": 5.0, "wavelength_um": 0.55, "noise": "high",
+                                        "quantity": "intensity"})
+    assert one == Acquisition(binning=4, defocus_um=5.0, wavelength_um=0.55)  # non-numbers and other keys are ignored
+    other = Acquisition(binning=4, defocus_um=1.0, wavelength_um=0.55, na=0.25)
+    pooled = Acquisition.pooled([one, other])
+    assert pooled == Acquisition(binning=4, defocus_um=(1.0, 5.0), wavelength_um=0.55)  # na: not known for both
+    assert pooled.to_dict() == {"defocus_um": [1.0, 5.0], "binning": 4, "wavelength_um": 0.55}
+    assert Acquisition.from_description(pooled.to_dict()) == pooled  # as a bundle stores and reloads it
+    assert pooled.missing(["binning", "na"]) == ["na"]
+
+
+def test_acquisition_check_refuses_another_binning_or_wavelength_and_warns_outside_the_defocus_range():
+    trained = Acquisition(binning=4, defocus_um=(1.0, 5.0), wavelength_um=0.55)
+    trained.check_image(Acquisition(binning=4, defocus_um=3.0, wavelength_um=0.58), "ok.tif")  # within 10 %
+    with pytest.raises(UserError, match=r"x.tif: the image was binned 2× but the model was trained on 4×-binned"):
+        trained.check_image(Acquisition(binning=2), "x.tif")
+    with pytest.raises(UserError, match=r"x.tif: wavelength 0.65 µm but the model was trained at 0.55 µm"):
+        trained.check_image(Acquisition(wavelength_um=0.65), "x.tif")
+    with pytest.warns(UserWarning, match=r"x.tif: defocus_um 7 µm is outside the model's trained range 1…5 µm"):
+        trained.check_image(Acquisition(defocus_um=7.0), "x.tif")
+
+
+def test_lengths_are_checked_in_um_and_keys_follow_the_unit():
+    assert check_wavelength_um(0.633) == 0.633
+    with pytest.raises(UserError, match=r"--wavelength-um 633 is outside the plausible range 0.2–2.0 µm"):
+        check_wavelength_um(633)
+    with pytest.raises(UserError, match=r"--pixel-size-um is required \(µm\)"):
+        check_pixel_size_um(None)
+    assert check_pixel_size_um(None, required=False) is None
+    assert length_key("displacement_median", 0.5) == "displacement_median_um"
+    assert length_key("displacement_median", None) == "displacement_median_px"
+    assert length_key("area_target_median", None, 2) == "area_target_median_px2"
+    assert (length_unit(0.5), length_unit(None)) == ("µm", "px")
+
+
+def test_one_phase_map_reader_for_single_maps_and_time_lapses(tmp_path):
+    phase = np.linspace(0, 2, 12 * 10).reshape(12, 10)
+    write_phase_map(tmp_path / "p.tif", phase, wavelength_um=0.55, pixel_size_um=0.2, method="test")
+    read = read_phase_map(tmp_path / "p.tif")
+    assert read.phase.shape == (1, 12, 10) and np.allclose(read.phase[0], phase, atol=1e-6)
+    assert (read.wavelength_um, read.pixel_size_um, read.description["unit"]) == (0.55, pytest.approx(0.2), "rad")
+    write_tiff(tmp_path / "t.tif", np.stack([phase, phase])[:, None], description={"unit": "rad"})
+    assert read_phase_map(tmp_path / "t.tif", time_lapse=True).phase.shape == (2, 12, 10)
+    with pytest.raises(UserError, match=r"t.tif: the phase map must be one 2D image, got shape \(2, 12, 10\)"):
+        read_phase_map(tmp_path / "t.tif")
+    write_tiff(tmp_path / "nm.tif", 300 * phase[None], description={"unit": "nm"})
+    with pytest.raises(UserError, match=r"nm.tif: the phase map is in 'nm'; give phase in radians"):
+        read_phase_map(tmp_path / "nm.tif")
+    write_tiff(tmp_path / "deg.tif", 90 * phase[None])
+    with pytest.raises(UserError, match=r"deg.tif: \|phase\| reaches 180, which is not radians of a cell"):
+        read_phase_map(tmp_path / "deg.tif")

@@ -135,3 +135,27 @@ def test_science_layers_and_torch_free_commands_never_import_torch(module):
 def test_the_package_and_the_cli_import_without_torch():
     code = "import sys, virtualstain, virtualstain.cli\nassert 'torch' not in sys.modules\n"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_segment_and_phase_commands_run_without_loading_torch(tmp_path):
+    """Not only importing: running `segment`, `evaluate`, `focus` and `phase tie` from the command line keeps
+    torch out."""
+    code = f"""
+import sys
+import numpy as np
+from virtualstain.cli import main
+from virtualstain.data.io import write_tiff
+yy, xx = np.mgrid[:64, :64]
+cells = np.exp(-((yy - 20.0) ** 2 + (xx - 30.0) ** 2) / 40) + np.exp(-((yy - 45.0) ** 2 + (xx - 40.0) ** 2) / 40)
+write_tiff(r"{tmp_path}/n.tif", cells[None].astype(np.float32), pixel_size_um=0.5)
+stack = np.stack([1 + 0.1 * cells, 1 - 0.1 * cells, 1 + 0.05 * cells]).astype(np.float32)
+write_tiff(r"{tmp_path}/z.tif", stack[:, None], pixel_size_um=0.5)
+assert main(["segment", r"{tmp_path}/n.tif", "--out", r"{tmp_path}/labels"]) == 0
+assert main(["evaluate", r"{tmp_path}/n.tif", r"{tmp_path}/n.tif", "--out", r"{tmp_path}/judged"]) == 0
+assert main(["focus", r"{tmp_path}/z.tif", "--n", "1"]) == 0
+assert main(["phase", "tie", r"{tmp_path}/z.tif", "--z-um", "-1,1,2", "--wavelength-um", "0.55",
+             "--out", r"{tmp_path}/phase.tif"]) == 0
+assert 'torch' not in sys.modules, 'torch was imported'
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from virtualstain.errors import UserError
+from virtualstain.models.configs import SRCNNConfig, config_from_dict
 from virtualstain.models.receptive_field import receptive_field_reach, tiling_margin
 from virtualstain.models.registry import build, make_config
 from virtualstain.models.unet import UNet, UNetConfig, count_parameters
@@ -59,3 +60,24 @@ def test_receptive_field_equals_autograd_support(depth):
         worst = max(worst, p - int(support.min()), int(support.max()) - p)
     assert receptive_field_reach(cfg) == (worst, worst)
     assert tiling_margin(cfg)[0] % period == 0 and tiling_margin(cfg)[0] >= worst
+
+
+def test_each_architecture_has_its_own_configuration_type_and_constraints():
+    srcnn = make_config("srcnn", 1, 1, scale=4)
+    assert isinstance(srcnn, SRCNNConfig) and not hasattr(srcnn, "depth")
+    assert srcnn.size_multiple() == (1, 1)  # "same" convolutions take any size
+    assert srcnn.body_reach() == (4 + 0 + 2,) * 2 and receptive_field_reach(srcnn) == (-(-6 // 4) + 2,) * 2
+    assert srcnn.bytes_per_pixel() == 4.0 * (2 * 64 + 1 + 1) * 16
+    unet = make_config("pics", 1, 1, scale=4)
+    assert isinstance(unet, UNetConfig) and unet.size_multiple() == (4, 4)  # 2^4 / gcd(2^4, 4)
+    for config in (srcnn, unet):
+        assert config_from_dict(config.to_dict()) == config
+    with pytest.raises(UserError, match=r"model: setting\(s\) \['depth'\] do not apply to 'srcnn'"):
+        make_config("srcnn", 1, 1, depth=3)
+    assert make_config("srcnn", 1, 1, depth=None, base_width=16).base_width == 16  # None keeps the preset
+    with pytest.raises(UserError, match="'srcnn' is 2D only"):
+        make_config("srcnn", 1, 1, spatial_dims=3)
+    with pytest.raises(UserError, match=r"targets 4× larger than the inputs need a 2D model"):
+        make_config("unet", 1, 1, spatial_dims=3, scale=4)
+    with pytest.raises(UserError, match="'pics' needs a UNetConfig, got SRCNNConfig"):
+        build("pics", srcnn)

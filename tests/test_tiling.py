@@ -1,9 +1,11 @@
 """Tiled prediction equals whole-image prediction, for awkward shapes, 2D and 3D."""
 
 import numpy as np
+import pytest
 import torch
 
 from virtualstain.data.normalization import Normalizer
+from virtualstain.inference.options import PredictOptions
 from virtualstain.inference.predict import predict
 from virtualstain.inference.tiling import auto_tile_size, count_tiles, pad_to_multiple
 from virtualstain.models.bundle import ModelBundle
@@ -84,3 +86,14 @@ def test_auto_tiles_fit_the_budget_with_least_work():
             sq = [_axis_cost(n, side, 16, margin) for n in (1536, 2048)]
             if sq[0][1] * sq[1][1] * per_px <= budget * 2 ** 20:
                 assert sums[0][0] * sums[1][0] <= sq[0][0] * sq[1][0]
+
+
+def test_one_options_object_carries_every_prediction_setting(rng):
+    bundle = _bundle(2, depth=2, base_width=4)
+    image = rng.normal(size=(1, 45, 38)).astype(np.float32)
+    options = PredictOptions(tile_size=16, tta=True)
+    assert np.array_equal(predict(bundle, image, options), predict(bundle, image, tile_size=16, tta=True))
+    assert np.array_equal(predict(bundle, image, options, tta=False), predict(bundle, image, tile_size=16))
+    assert options.replace(amp=True) == PredictOptions(tile_size=16, tta=True, amp=True) and not options.amp
+    with pytest.raises(TypeError, match=r"unknown prediction option\(s\) \['tiles'\]; known: \['amp', 'device'"):
+        predict(bundle, image, tiles=16)

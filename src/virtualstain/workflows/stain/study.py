@@ -101,7 +101,7 @@ def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, co
     Parameters
     ----------
     data : path or list of Sample
-        A manifest or in-memory samples, as for :func:`~virtualstain.workflows.train.train`.
+        A manifest or in-memory samples, as for :func:`~virtualstain.workflows.stain.train.train`.
     out : path
         Study folder (see the module docstring).
     fractions : sequence of float
