@@ -10,6 +10,7 @@ from virtualstain.data.io import read_image
 from virtualstain.errors import UserError
 from virtualstain.inference.predict import predict
 from virtualstain.models.bundle import load_bundle, save_bundle
+from virtualstain.models.bundle_meta import seal
 from virtualstain.models.configs import SRCNNConfig, UNetConfig
 
 
@@ -80,10 +81,10 @@ def test_a_bundle_whose_network_config_is_damaged_is_refused(trained_run, tmp_pa
     folder = save_bundle(load_bundle(trained_run.model_dir), tmp_path / "m")
     meta = json.loads((folder / "model.json").read_text())
     meta["network"]["family"] = "resnet"
-    (folder / "model.json").write_text(json.dumps(meta))
+    (folder / "model.json").write_text(json.dumps(seal(meta)))  # re-sealed: past the check of model.json's SHA-256
     with pytest.raises(UserError, match="network family 'resnet' is not known"):
         load_bundle(folder)
     del meta["network"]
-    (folder / "model.json").write_text(json.dumps(meta))
+    (folder / "model.json").write_text(json.dumps(seal(meta)))
     with pytest.raises(UserError, match="model.json: the network configuration is incomplete or unknown"):
         load_bundle(folder)

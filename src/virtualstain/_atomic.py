@@ -1,6 +1,9 @@
 """Write files atomically: to a temporary name in the same folder, then rename.
 
-An interrupted write never leaves a half-written file under the final name.
+An interrupted write never leaves a half-written file under the final name. The guards every
+command that writes files calls before any work: :func:`refuse_overwriting_inputs` (no output is
+one of the inputs, also through links), :func:`refuse_duplicate_outputs`, :func:`check_output_suffix`
+(``--out x.png`` for a TIFF), and :func:`remove_stale_parts` for temporary files of a killed run.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ import contextlib
 import csv
 import os
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import UserError
@@ -75,3 +79,90 @@ def write_csv_atomic(final: str | os.PathLike, rows: list[dict], columns: list[s
             writer.writeheader()
             writer.writerows(rows)
     return Path(final)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether writing ``a`` would write ``b``: one file on disk (symlinks, hard links) or one resolved path."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:  # one of them does not exist (yet)
+        pass
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: not one of our inputs
+        return False
+
+
+def refuse_overwriting_inputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike | None],
+                              fix_hint: str = "choose another --out folder", flag: str = "--out") -> None:
+    """Raise a :class:`UserError` if any of ``outputs`` is one of ``inputs``, before anything is written.
+
+    Paths are compared as files on disk (:func:`os.path.samefile`: through symlinks and hard links)
+    and, for outputs that do not exist yet, as resolved paths. ``None`` inputs (options not given)
+    are ignored. Call it with every file a command may write and every file it reads.
+
+    Raises
+    ------
+    UserError
+        ``INPUT: --out would write over this input; <fix_hint>``.
+    """
+    sources = [Path(p) for p in inputs if p is not None]
+    for out in map(Path, outputs):
+        for source in sources:
+            if _same_file(out, source):
+                also = "" if os.path.normpath(out) == os.path.normpath(source) else f" (as {out})"
+                raise UserError(f"{source}: {flag} would write over this input{also}; {fix_hint}")
+
+
+def refuse_duplicate_outputs(outputs: Iterable[str | os.PathLike], what: str = "inputs") -> None:
+    """Raise a :class:`UserError` if two outputs are the same file (one would silently replace the other)."""
+    seen: dict[Path, Path] = {}
+    for out in map(Path, outputs):
+        key = Path(os.path.normcase(os.path.abspath(out)))
+        if key in seen:
+            raise UserError(f"{out}: two {what} would write this same output, so one would replace the other; "
+                            "rename one of them")
+        seen[key] = out
+
+
+def check_output_suffix(path: str | os.PathLike, suffixes: Sequence[str], what: str, flag: str = "--out") -> Path:
+    """Refuse an output file whose suffix does not say what is written (``--out x.png`` for a TIFF)."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        wanted = " or ".join(suffixes)
+        raise UserError(f"{path}: {flag} must end in {wanted} ({what} is written); "
+                        f"e.g. {flag} {path.with_suffix(suffixes[0])}")
+    return path
+
+
+def stale_parts(final: str | os.PathLike, older_than_s: float = 60.0) -> list[Path]:
+    """Temporary files that :func:`atomic_path` left beside ``final`` (``.<stem>.*.part<suffix>``) when a run
+    was killed, not modified for ``older_than_s`` seconds (a file being written now is younger)."""
+    final = Path(final)
+    prefix, suffix = f".{final.stem}.", ".part" + final.suffix
+    try:
+        entries = list(final.parent.iterdir())
+    except OSError:
+        return []
+    now = time.time()
+    stale = []
+    for p in entries:
+        if p.name.startswith(prefix) and p.name.endswith(suffix) and len(p.name) > len(prefix) + len(suffix):
+            try:
+                if p.is_file() and now - p.stat().st_mtime >= older_than_s:
+                    stale.append(p)
+            except OSError:
+                continue
+    return stale
+
+
+def remove_stale_parts(finals: Iterable[str | os.PathLike], older_than_s: float = 60.0) -> list[Path]:
+    """Delete :func:`stale_parts` of each of ``finals``; returns what was removed."""
+    removed = []
+    for final in finals:
+        for p in stale_parts(final, older_than_s):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed

@@ -5,6 +5,7 @@ Exit codes: 0 success, 2 user error (one line naming the file and the fix), 1 bu
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import traceback
@@ -14,7 +15,7 @@ from typing import Literal
 import click
 
 from ._version import __version__
-from .errors import UserError
+from .errors import Interrupted, UserError
 
 
 def _channels(text: str | None) -> list[int] | None:
@@ -38,12 +39,19 @@ def cli() -> None:
 def train(manifest: str, out: str, config_path: str | None, max_minutes: float | None, fresh: bool) -> None:
     """Train a model on the paired images listed in MANIFEST.csv."""
     from .training.config import load_config
+
+    config = load_config(config_path)  # a bad config or budget is refused before torch loads (seconds)
+    if max_minutes is not None:
+        config.training.max_minutes = max_minutes
     from .workflows.stain.train import train as run_train
 
-    result = run_train(manifest, out, load_config(config_path), max_minutes=max_minutes, fresh=fresh)
+    result = run_train(manifest, out, config, fresh=fresh)
     s = result.summary
     if s is None:  # a non-zero DDP rank: rank 0 reports
         return
+    if result.finished_before:
+        click.echo(f"{out}: this run already finished ({s.epochs} epochs, {s.stop_reason or 'done'}); nothing to do "
+                   "— raise training.max_epochs or --max-minutes to train on, or pass --fresh to start again")
     click.echo(f"model: {result.model_dir}")
     click.echo(f"split: {s.split}")
     click.echo(f"epochs: {s.epochs}, {s.seconds_this_session} s, {s.patches_per_second} patches/s")
@@ -78,7 +86,13 @@ def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None
                              match_brightness=match_brightness, progress=sys.stderr.isatty())
     written = predict_files(model, inputs, out, options, input_channels=_channels(input_channels),
                             overwrite=overwrite, composite=composite)
-    click.echo(f"{len(written)} prediction(s) in {out}")
+    for path in written.removed_parts:
+        click.echo(f"removed {path} (left by an interrupted run)")
+    for path, reason in written.redone.items():
+        click.echo(f"redid {path}: {reason}")
+    notes = [f"{len(written.skipped)} up to date, skipped"] if written.skipped else []
+    notes += [f"{len(written.redone)} redone"] if written.redone else []
+    click.echo(f"{len(written)} prediction(s) in {out}" + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 def _readouts(items: tuple[str, ...]) -> dict[str, str]:
@@ -168,14 +182,16 @@ def segment(images: tuple[str, ...], out: str, pixel_size_um: float | None, smoo
 @click.option("--json", "as_json", is_flag=True, help="Print model.json as it is.")
 def info(model: str, as_json: bool) -> None:
     """Describe a model bundle (checks its checksum)."""
-    from .models.bundle import load_bundle, read_meta
-    from .models.unet import count_parameters
+    from .models.bundle_meta import read_meta  # JSON only: --json needs neither torch nor the weights
 
-    bundle = load_bundle(model)
     meta = read_meta(model)
     if as_json:
         click.echo(json.dumps(meta, indent=2))
         return
+    from .models.bundle import load_bundle
+    from .models.unet import count_parameters
+
+    bundle = load_bundle(model)
     cfg = bundle.config
     lines = [
         f"model: {model}",
@@ -419,8 +435,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _default_showwarning = warnings.showwarning
 
 
+def _bug() -> int:
+    """Show the traceback of an unexpected exception as ours to fix; exit code 1."""
+    traceback.print_exc()
+    click.echo(f"virtualstain {__version__}: internal error (a bug) — please report it with the traceback above",
+               err=True)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the command, map errors to exit codes (2 user error, 1 bug)."""
+    """Entry point: run the command, map errors to exit codes: 2 user error (a full disk included), 128 + N
+    interrupted by signal N (130 Ctrl-C, 143 SIGTERM; rerun to resume), 1 bug."""
     try:
         with warnings.catch_warnings():  # restores the default display afterwards
             warnings.showwarning = _show_warning
@@ -434,14 +459,20 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
+    except Interrupted as exc:
+        click.echo(f"interrupted: {exc}", err=True)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         click.echo("interrupted; rerun the same command to resume", err=True)
         return 130
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return _bug()
+        click.echo(f"error: {exc.filename or 'output'}: the disk is full ({exc.strerror}); free space or choose "
+                   "another --out, then rerun the same command (finished work is kept)", err=True)
+        return 2
     except Exception:  # anything else is our bug: show it, exit 1
-        traceback.print_exc()
-        click.echo(f"virtualstain {__version__}: internal error (a bug) — please report it with the traceback above",
-                   err=True)
-        return 1
+        return _bug()
     return 0
 
 

@@ -4,10 +4,15 @@ Readers return numpy arrays with the file's own axes (e.g. ``(Y, X)``,
 ``(Z, Y, X)`` or ``(C, Y, X)``) plus an :class:`ImageMeta`. Writers take
 ``(C, Y, X)`` or ``(C, Z, Y, X)`` arrays and write OME-TIFF with the pixel size
 in µm and the channel names, atomically.
+
+Interleaved samples (an RGB TIFF is ``(Y, X, 3)``, axes ``YXS``) are moved first, as channels.
+Complex pixels are refused rather than cast to real, and an image too large for memory is refused
+with its size (:func:`too_large`) instead of a ``MemoryError``.
 """
 
 from __future__ import annotations
 
+import codecs
 import html
 import json
 import os
@@ -126,7 +131,11 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
         try:
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
-                array = series.asarray()
+                check_real_dtype(series.dtype, path)
+                try:
+                    array = series.asarray()
+                except MemoryError:
+                    raise too_large(path, series.shape, series.dtype) from None
                 axes = series.axes
                 description = _ome_description(tif) if tif.is_ome else {}
                 if tif.is_ome:
@@ -138,18 +147,29 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
                         names = [str(x) for x in labels]
         except UserError:
             raise
+        except MemoryError:
+            raise too_large(path, (), None) from None
         except Exception as exc:  # tifffile raises many kinds for broken files
             raise UserError(
                 f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}); "
                 "the file may be truncated or corrupt — re-export it from the acquisition software"
             ) from None
+        if "S" in axes and axes.index("S") != 0 and array.ndim == len(axes):
+            # interleaved samples (RGB TIFFs are (Y, X, 3), axes YXS): samples are channels, and channels come first
+            array = np.moveaxis(array, axes.index("S"), 0)
+            axes = "S" + axes.replace("S", "")
         axes = axes.replace("Q", "Z").replace("I", "Z").replace("S", "C")
     elif suffix in PNG_SUFFIXES:
         try:
             from PIL import Image
 
             with Image.open(path) as img:
-                array = np.asarray(img)
+                try:
+                    array = np.asarray(img)
+                except MemoryError:
+                    raise too_large(path, (img.height, img.width, len(img.getbands())), np.uint8) from None
+        except UserError:
+            raise
         except Exception as exc:
             raise UserError(f"{path}: not a readable PNG ({exc}); re-save the image") from None
         axes = "YX" if array.ndim == 2 else "YXC"
@@ -162,6 +182,65 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
     if array.size == 0:
         raise UserError(f"{path}: the image is empty (shape {array.shape}); check the file")
     return array, ImageMeta(axes=axes, pixel_size_um=px, channel_names=names, description=description)
+
+
+def too_large(path: str | os.PathLike, shape: tuple[int, ...], dtype=np.float32) -> UserError:
+    """The error for an image that does not fit in memory: its size, and the fix."""
+    if not shape:
+        return UserError(f"{path}: the image does not fit in memory; cut it into smaller fields (e.g. 4096×4096 tiles) "
+                         "or use a smaller field of view")
+    dtype = np.dtype(dtype or np.float32)
+    gib = float(np.prod(shape, dtype=np.float64)) * dtype.itemsize / 2 ** 30
+    return UserError(f"{path}: an image of shape {tuple(int(n) for n in shape)} needs {gib:.1f} GiB as {dtype.name} "
+                     "and does not fit in memory; cut it into smaller fields (e.g. 4096×4096 tiles) or use a smaller "
+                     "field of view")
+
+
+def check_real_dtype(dtype, path: str | os.PathLike) -> None:
+    """Refuse complex pixel types (casting them to real would silently drop the imaginary part)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        raise UserError(f"{path}: the pixels are complex ({dtype.name}); virtualstain needs real-valued images — "
+                        "save the phase (numpy.angle) or the amplitude (numpy.abs) of the field instead")
+    if dtype.kind not in "biuf":
+        raise UserError(f"{path}: pixels of type {dtype.name} are not numbers; save the image with integer or "
+                        "floating-point pixels")
+
+
+def as_float32(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """``array`` as float32 (no copy when it already is), refusing complex pixels and images too large for memory."""
+    if not isinstance(array, np.ndarray):
+        array = np.asarray(array)
+    check_real_dtype(array.dtype, path)
+    try:
+        return array.astype(np.float32, copy=False)
+    except MemoryError:
+        raise too_large(path, array.shape) from None
+
+
+def read_text_utf8(path: str | os.PathLike, what: str) -> str:
+    """Read a text file (a manifest, a config) that must be UTF-8 (a UTF-8 byte-order mark is allowed).
+
+    Raises
+    ------
+    UserError
+        The file cannot be read, or is UTF-16 / Latin-1 / another encoding: "save it as UTF-8".
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the {what} ({exc.strerror or exc}); check the path and its permissions") from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:4096]:
+        raise UserError(f"{path}: the {what} is saved as UTF-16 (or another wide encoding); save it as UTF-8 "
+                        "(e.g. Excel: 'CSV UTF-8'; editors: Save As, encoding UTF-8)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(f"{path}: the {what} is not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}, e.g. Latin-1 or "
+                        "Windows-1252 'é' or 'µ'); save it as UTF-8 (e.g. Excel: 'CSV UTF-8'; editors: Save As, "
+                        "encoding UTF-8)") from None
 
 
 def to_channels_first(array: np.ndarray, meta: ImageMeta, spatial_dims: int, path: str | os.PathLike) -> np.ndarray:

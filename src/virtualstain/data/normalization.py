@@ -93,5 +93,34 @@ class Normalizer:
         return {"method": self.method, "offset": self.offset, "scale": self.scale, "clip": self.clip}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Normalizer:
-        return cls(method=d["method"], offset=list(d["offset"]), scale=list(d["scale"]), clip=bool(d.get("clip", False)))
+    def from_dict(cls, d: dict, source: str = "normalization") -> Normalizer:
+        """Rebuild from :meth:`to_dict` output, checked: a known method, finite offsets, finite positive scales.
+
+        Raises
+        ------
+        UserError
+            Naming ``source`` (e.g. ``RUN/model/model.json: normalization.input``): a damaged record would
+            otherwise turn every prediction into NaN or infinity.
+        """
+        fix = "the stored normalisation is damaged — restore the model bundle or retrain"
+        if not isinstance(d, dict):
+            raise UserError(f"{source}: expected a mapping with method/offset/scale, got {type(d).__name__}; {fix}")
+        method = d.get("method")
+        if method not in METHODS:
+            raise UserError(f"{source}: normalization method {method!r} is not one of {METHODS}; {fix}")
+        values = {}
+        for key in ("offset", "scale"):
+            raw = d.get(key)
+            if not isinstance(raw, list) or not raw or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
+                raise UserError(f"{source}: {key} must be a non-empty list of numbers, got {raw!r}; {fix}")
+            values[key] = [float(v) for v in raw]
+        offset, scale = values["offset"], values["scale"]
+        if len(offset) != len(scale):
+            raise UserError(f"{source}: {len(offset)} offsets but {len(scale)} scales; {fix}")
+        if not all(np.isfinite(offset)):
+            raise UserError(f"{source}: offset {offset} is not finite (NaN or infinity); {fix}")
+        if not all(np.isfinite(v) and v > 0 for v in scale):
+            raise UserError(f"{source}: scale {scale} must be finite and > 0 (a zero or NaN scale makes every "
+                            f"prediction NaN); {fix}")
+        return cls(method=method, offset=offset, scale=scale, clip=bool(d.get("clip", False)))

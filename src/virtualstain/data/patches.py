@@ -26,10 +26,20 @@ def signal_thresholds(targets: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Apply the same random flip / 90° rotation in the YX plane to both channels-first arrays."""
+    """Apply the same random flip / rotation in the YX plane to both channels-first arrays.
+
+    Square patches get one of the 8 flips/90° rotations. Non-square patches (``Y != X``, e.g.
+    ``patch_size [64, 128]`` or a patch fitted to a thin region) are rotated by 0° or 180° only,
+    so every patch of a batch keeps its shape; with the flip this still gives all 4 symmetries of a
+    rectangle. The random stream is the same either way (one draw for the rotation, one for the flip).
+    For super-resolution pairs (target ``k``× larger in Y and X) input and target are equally square or not,
+    so both get the same transform.
+    """
     k = int(rng.integers(4))
     flip = bool(rng.integers(2))
     axes = (x.ndim - 2, x.ndim - 1)
+    if x.shape[-2] != x.shape[-1] or y.shape[-2] != y.shape[-1]:
+        k = 2 * (k // 2)  # 0, 1 → 0°; 2, 3 → 180°: uniform over the rotations that keep the shape
     x, y = np.rot90(x, k, axes=axes), np.rot90(y, k, axes=axes)
     if flip:
         x, y = np.flip(x, axis=-1), np.flip(y, axis=-1)
@@ -44,6 +54,14 @@ def fit_patch_size(patch_size: Sequence[int], regions: Sequence[Region], multipl
     UserError
         If a region is smaller than one network multiple along some axis.
     """
+    if len(patch_size) != len(multiple):
+        raise UserError(f"data.patch_size {list(patch_size)} has {len(patch_size)} values but the model has "
+                        f"{len(multiple)} spatial axes; give (Y, X) for 2D or (Z, Y, X) for 3D")
+    too_small = [(int(p), int(m)) for p, m in zip(patch_size, multiple) if not p >= m]
+    if too_small:
+        raise UserError(f"data.patch_size {list(patch_size)}: each value must be at least the network's size "
+                        f"multiple {list(multiple)} (got {', '.join(f'{p} < {m}' for p, m in too_small)}); "
+                        f"set data.patch_size to positive multiples of {list(multiple)} (default 128² in 2D)")
     smallest = [min(r.shape[a] for r in regions) for a in range(len(patch_size))]
     out = []
     for axis, (p, n, m) in enumerate(zip(patch_size, smallest, multiple)):
@@ -71,7 +89,7 @@ class PatchSampler:
         Keep a patch only if at least this fraction of its target pixels exceeds the
         channel's Otsu threshold (any channel); 0 disables the filter.
     augment : bool
-        Random flips and 90° rotations in YX.
+        Random flips and rotations in YX (90° steps for square patches, 180° otherwise; see :func:`augment`).
     scale : int
         Targets are ``scale``× larger than inputs in Y and X.
     """

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .io import check_finite, read_image, write_tiff
+from .io import check_finite, read_image, too_large, write_tiff
 
 #: |phase| above this is not radians of a cell (degrees, nm of optical path, or raw counts).
 MAX_PLAUSIBLE_PHASE_RAD = 100.0
@@ -59,7 +59,10 @@ def read_phase_map(path: str | os.PathLike, *, time_lapse: bool = False) -> Phas
         raise UserError(f"{path}: the phase map must be one 2D image, got shape {array.shape}; save one plane per file")
     if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
         raise UserError(f"{path}: pixel type {array.dtype} is not a phase map; give float radians")
-    array = array.astype(np.float64)
+    try:
+        array = array.astype(np.float64)
+    except MemoryError:
+        raise too_large(path, array.shape, np.float64) from None
     check_finite(array, path)
     unit = meta.description.get("unit")
     if unit not in (None, "rad"):

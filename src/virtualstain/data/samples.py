@@ -11,6 +11,10 @@ A manifest is a CSV with one row per field of view and the columns
 ``scale``           optional integer k ≥ 1: the target is k× larger than the input in Y and X
                     (super-resolution, e.g. DL-SRQPI's 4×-binned intensity → phase); default 1.
 
+The manifest must be UTF-8 (a UTF-16 or Latin-1 file is refused: "save it as UTF-8"); a row with more
+cells than header columns, two rows with the same input file (it would leak into training and
+validation/test) and a pixel size outside 0.001–100 µm are refused, naming the line.
+
 Arrays are arranged channels-first: ``(C, Y, X)`` for 2D, ``(C, Z, Y, X)`` for 3D.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +32,17 @@ import numpy as np
 
 from ..errors import UserError
 from .acquisition import Acquisition
-from .io import ImageMeta, check_finite, check_not_constant, read_image, to_channels_first
+from .io import (
+    ImageMeta,
+    as_float32,
+    check_finite,
+    check_not_constant,
+    read_image,
+    read_text_utf8,
+    to_channels_first,
+    too_large,
+)
+from .units import PIXEL_SIZE_RANGE_UM, check_length_um
 
 SPLITS = ("train", "val", "test")
 KNOWN_COLUMNS = {"input", "target", "input_channels", "split", "group", "pixel_size_um", "scale"}
@@ -119,7 +134,7 @@ def load_input(path: str | os.PathLike, spatial_dims: int, channels: list[int] |
     array = to_channels_first(array, meta, spatial_dims, path)
     if selected_names and meta.channel_names == list(selected_names) and array.shape[0] == len(selected_names):
         channels = None
-    array = select_channels(array, channels, path).astype(np.float32, copy=False)
+    array = as_float32(select_channels(array, channels, path), path)
     check_finite(array, path)
     check_not_constant(array, path, "input image")
     return array, meta
@@ -133,7 +148,7 @@ def load_target(paths: Sequence[str | os.PathLike], spatial_dims: int) -> tuple[
     parts, names = [], []
     for p in paths:
         array, meta = read_image(p)
-        array = to_channels_first(array, meta, spatial_dims, p).astype(np.float32, copy=False)
+        array = as_float32(to_channels_first(array, meta, spatial_dims, p), p)
         check_finite(array, p)
         parts.append((p, array))
         names.append(meta.channel_names if len(meta.channel_names) == array.shape[0] else [])
@@ -142,7 +157,11 @@ def load_target(paths: Sequence[str | os.PathLike], spatial_dims: int) -> tuple[
         desc = ", ".join(f"{p} {a.shape[1:]}" for p, a in parts)
         raise UserError(f"target files differ in shape: {desc}; all stains of a row must be co-registered images of one size")
     all_named = all(names)
-    return np.concatenate([a for _, a in parts], axis=0), [n for group in names for n in group] if all_named else []
+    try:
+        stacked = np.concatenate([a for _, a in parts], axis=0) if len(parts) > 1 else parts[0][1]
+    except MemoryError:
+        raise too_large(";".join(str(p) for p, _ in parts), (sum(len(a) for _, a in parts), *parts[0][1].shape[1:])) from None
+    return stacked, [n for group in names for n in group] if all_named else []
 
 
 def expected_target_shape(input_spatial: tuple[int, ...], scale: int) -> tuple[int, ...]:
@@ -198,15 +217,28 @@ def read_manifest(csv_path: str | os.PathLike, spatial_dims: int = 2, input_chan
     Raises
     ------
     UserError
-        Missing manifest, missing columns, empty manifest, bad values or bad files.
+        Missing or non-UTF-8 manifest, missing columns, extra cells, empty manifest, duplicate inputs, bad values
+        or bad files.
     """
     csv_path = Path(csv_path)
     if not csv_path.exists():
         raise UserError(f"{csv_path}: manifest not found; give the path of a CSV with columns input,target")
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
+    if csv_path.is_dir():
+        raise UserError(f"{csv_path}: is a folder; give the path of the manifest CSV (columns input,target)")
+    text = read_text_utf8(csv_path, "manifest")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    lined_rows: list[tuple[int, dict[str, str]]] = []
+    try:
         columns = [c.strip() for c in (reader.fieldnames or [])]
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+        for raw in reader:
+            if None in raw:  # more cells than header columns (csv puts the rest under the key None)
+                extra = [str(v) for v in raw[None]]  # type: ignore[index]
+                raise UserError(f"{csv_path}, line {reader.line_num}: {len(columns) + len(extra)} cells but the header "
+                                f"has {len(columns)} columns (extra: {extra}); remove the extra cells, or quote a path "
+                                "that contains a comma (\"a,b.tif\")")
+            lined_rows.append((reader.line_num, {(k or "").strip(): (v or "").strip() for k, v in raw.items()}))
+    except csv.Error as exc:
+        raise UserError(f"{csv_path}, line {reader.line_num}: not a valid CSV ({exc}); fix the quoting") from None
     for required in ("input", "target"):
         if required not in columns:
             raise UserError(f"{csv_path}: missing column {required!r} (found {columns}); "
@@ -214,23 +246,20 @@ def read_manifest(csv_path: str | os.PathLike, spatial_dims: int = 2, input_chan
     unknown = set(columns) - KNOWN_COLUMNS
     if unknown:
         raise UserError(f"{csv_path}: unknown column(s) {sorted(unknown)}; allowed: {sorted(KNOWN_COLUMNS)}")
-    rows = [r for r in rows if any(r.values())]
-    if not rows:
+    lined_rows = [(n, r) for n, r in lined_rows if any(r.values())]
+    if not lined_rows:
         raise UserError(f"{csv_path}: the manifest has no rows; add one row per field of view (input,target)")
     base = csv_path.parent
+    _check_no_duplicate_inputs(csv_path, base, lined_rows)
     samples: list[Sample] = []
-    for i, row in enumerate(rows, start=2):
-        where = f"{csv_path}, line {i}"
+    for i, (line, row) in enumerate(lined_rows, start=2):
+        where = f"{csv_path}, line {line}"
         if not row.get("input") or not row.get("target"):
             raise UserError(f"{where}: empty input or target; every row needs both paths")
         split = row.get("split") or None
         if split is not None and split not in SPLITS:
             raise UserError(f"{where}: split {split!r} is not one of {SPLITS}; fix the split column")
-        px = row.get("pixel_size_um") or None
-        try:
-            px = float(px) if px is not None else None
-        except ValueError:
-            raise UserError(f"{where}: pixel_size_um {px!r} is not a number (µm per pixel, e.g. 0.65)") from None
+        px = parse_pixel_size(row.get("pixel_size_um"), where)
         channels = parse_channels(row.get("input_channels"), where) or input_channels
         in_path = base / row["input"]
         tg_paths = [base / t.strip() for t in row["target"].split(";") if t.strip()]
@@ -249,6 +278,34 @@ def read_manifest(csv_path: str | os.PathLike, spatial_dims: int = 2, input_chan
         samples.append(sample)
     _check_consistent_channels(samples, csv_path)
     return samples
+
+
+def parse_pixel_size(text: str | None, where: str) -> float | None:
+    """The ``pixel_size_um`` column: a plausible positive length in µm (empty → None, taken from the file)."""
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"{where}: pixel_size_um {text!r} is not a number (µm per pixel, e.g. 0.65)") from None
+    low, high = PIXEL_SIZE_RANGE_UM
+    return check_length_um(value, f"{where}: pixel_size_um", low=low, high=high)
+
+
+def _check_no_duplicate_inputs(csv_path: Path, base: Path, lined_rows: list[tuple[int, dict[str, str]]]) -> None:
+    """Refuse two rows with the same input file (resolved): it would leak into training and validation/test."""
+    seen: dict[Path, int] = {}
+    for line, row in lined_rows:
+        if not row.get("input"):
+            continue
+        resolved = (base / row["input"]).resolve()
+        if resolved in seen:
+            groups = {r.get("group", "") for n, r in lined_rows if n in (seen[resolved], line)}
+            also = " (in different groups)" if len(groups) > 1 else ""
+            raise UserError(f"{csv_path}: lines {seen[resolved]} and {line} both use the input {resolved}{also}; the same "
+                            "image would leak into training and validation/test — remove the duplicate row (one row "
+                            "per field of view; several stains go in one row's target, joined with ';')")
+        seen[resolved] = line
 
 
 def common_scale(samples: list[Sample], where: str | os.PathLike = "samples") -> int:
@@ -303,11 +360,23 @@ def samples_from_arrays(
         raise UserError(f"{len(inputs)} input arrays but {len(targets)} target arrays; give one target per input")
     if not inputs:
         raise UserError("no arrays given; pass at least one input/target pair")
+    if pixel_size_um is not None:
+        if isinstance(pixel_size_um, bool) or not isinstance(pixel_size_um, (int, float, np.floating, np.integer)):
+            raise UserError(f"pixel_size_um {pixel_size_um!r} is not a number (µm per pixel, e.g. 0.65)")
+        low, high = PIXEL_SIZE_RANGE_UM
+        pixel_size_um = check_length_um(float(pixel_size_um), "pixel_size_um", low=low, high=high)
+    try:
+        whole = not isinstance(scale, bool) and float(scale).is_integer() and scale >= 1
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise UserError(f"scale {scale!r} must be a whole number ≥ 1 (target pixels per input pixel, e.g. 4)")
+    scale = int(scale)
     samples = []
     for i, (x, y) in enumerate(zip(inputs, targets)):
         name = names[i] if names else f"array{i}"
-        x = np.asarray(x, dtype=np.float32)
-        y = np.asarray(y, dtype=np.float32)
+        x = as_float32(np.asarray(x), name)
+        y = as_float32(np.asarray(y), name)
         check_finite(x, name)
         check_finite(y, name)
         check_not_constant(x, name, "input image")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,19 @@ class PredictOptions:
     amp: bool = False
     match_brightness: bool = False
     progress: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work (a budget of 0 MB, a negative tile), naming the option."""
+        budget = self.memory_budget_mb
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                                   or not 0 < budget < math.inf):
+            raise UserError(f"--memory-mb {budget} must be a positive number of MB (e.g. 1024); leave it out for "
+                            "the default (1 GB on CPU, half the free GPU memory on CUDA)")
+        size = self.tile_size
+        tiles: list = [size] if isinstance(size, (int, numbers.Integral)) else list(size or [])
+        if any(isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0 for t in tiles):
+            raise UserError(f"--tile-size {self.tile_size} must be a whole number ≥ 0 (0 = whole image; leave it out "
+                            "to choose tiles from the memory budget)")
 
     def replace(self, **changes) -> PredictOptions:
         """A copy with ``changes``; an unknown name raises ``TypeError`` listing the known ones."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,8 +12,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.acquisition import TOLERANCE, Acquisition
+from ..data.io import as_float32
 from ..errors import UserError
 from ..models.bundle import ModelBundle
+from ..models.receptive_field import tiling_margin
 from .options import PredictOptions
 from .tiling import (
     DEFAULT_CPU_BUDGET_MB,
@@ -21,37 +26,120 @@ from .tiling import (
     output_scale,
     pad_to_multiple,
     predict_padded,
+    tiles_for,
 )
 
 PIXEL_SIZE_TOLERANCE = TOLERANCE
 
 
+def available_devices() -> list[str]:
+    """The devices this machine offers: ``cpu``, ``cuda:0``… and ``mps`` where present."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
+
+
 def pick_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else CPU."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``device`` if given (checked against this machine), else CUDA when available, else CPU.
+
+    Raises
+    ------
+    UserError
+        ``device`` is not a device name, or this machine has no such device; the message lists those it has.
+    """
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    available = available_devices()
+    fix = f"available here: {', '.join(available)}; give one of them to --device, or leave --device out"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise UserError(f"--device {device!r} is not a device name; {fix}") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"--device {device!r}: no CUDA GPU is available (torch {torch.__version__}); {fix}")
+        if dev.index is not None and dev.index >= count:
+            raise UserError(f"--device {device!r}: this machine has {count} CUDA GPU(s) (cuda:0…cuda:{count - 1}); {fix}")
+        return dev
+    if dev.type == "mps" and "mps" in available:
+        return dev
+    raise UserError(f"--device {device!r}: not available on this machine; {fix}")
+
+
+#: Warn when the tile margins make the network do more than this many times the work of the cores.
+MAX_MARGIN_OVERHEAD = 4.0
 
 
 def resolve_tile(bundle: ModelBundle, tile_size: int | Sequence[int] | None, device: torch.device,
-                 memory_budget_mb: float | None, padded_spatial: Sequence[int]) -> tuple[int, ...] | None:
-    """Tile core per axis: ``0`` → whole image, ``None`` → from the memory budget, int → that size in YX."""
+                 memory_budget_mb: float | None, padded_spatial: Sequence[int], *,
+                 warn: bool = True) -> tuple[int, ...] | None:
+    """Tile core per axis: ``0`` → whole image, ``None`` → from the memory budget, int → that size in YX.
+
+    Raises
+    ------
+    UserError
+        A tile core smaller than the network's size multiple, or a memory budget that is not positive.
+    Warns
+    -----
+    UserWarning
+        (``warn``) When the margins around the tiles would cost more than :data:`MAX_MARGIN_OVERHEAD` times
+        the work of the cores (tiles far smaller than the receptive field).
+    """
     cfg = bundle.config
     if tile_size == 0:
         return None
     if tile_size is None:
+        if memory_budget_mb is not None and not (memory_budget_mb > 0 and math.isfinite(memory_budget_mb)):
+            raise UserError(f"--memory-mb {memory_budget_mb} must be a positive number of MB (e.g. 1024); leave it "
+                            "out for the default (1 GB on CPU, half the free GPU memory on CUDA)")
+        source = "--memory-mb"
         if memory_budget_mb is None:
+            source = "the memory budget"
             if device.type == "cuda":
                 free, _ = torch.cuda.mem_get_info(device)
                 memory_budget_mb = 0.5 * free / 2 ** 20
             else:
                 memory_budget_mb = DEFAULT_CPU_BUDGET_MB
-        return auto_tile_size(cfg, memory_budget_mb, padded_spatial)
-    if isinstance(tile_size, int):
-        if tile_size < 0:
-            raise UserError(f"--tile-size {tile_size} must be ≥ 0 (0 = whole image)")
-        return tuple([10 ** 9] * (cfg.spatial_dims - 2) + [tile_size, tile_size])
-    return tuple(int(t) for t in tile_size)
+        tile = auto_tile_size(cfg, memory_budget_mb, padded_spatial)
+        fix = f"raise {source} ({memory_budget_mb:g} MB), or give --tile-size"
+    else:
+        if isinstance(tile_size, (int, numbers.Integral)):
+            if tile_size < 0:
+                raise UserError(f"--tile-size {tile_size} must be ≥ 0 (0 = whole image)")
+            tile = tuple([10 ** 9] * (cfg.spatial_dims - 2) + [int(tile_size), int(tile_size)])
+        else:
+            tile = tuple(int(t) for t in tile_size)
+            if len(tile) != cfg.spatial_dims:
+                raise UserError(f"tile_size {list(tile)} has {len(tile)} values but the model is {cfg.spatial_dims}D")
+        multiple = cfg.size_multiple()
+        small = [(t, m) for t, m in zip(tile, multiple) if t < m]
+        if small:
+            raise UserError(f"--tile-size {tile_size}: a tile core must be at least the model's size multiple "
+                            f"{list(multiple)} px (got {', '.join(f'{t} < {m}' for t, m in small)}); give a larger "
+                            "--tile-size, 0 for the whole image, or leave it out to choose from the memory budget")
+        fix = "give a larger --tile-size, or leave it out to choose tiles from the memory budget"
+    if warn:
+        overhead = tile_overhead(cfg, padded_spatial, tile)
+        if overhead > MAX_MARGIN_OVERHEAD:
+            warnings.warn(f"tiles of {list(tile[-2:])} px with margins of {list(tiling_margin(cfg))} px make the network "
+                          f"do {overhead + 1:.1f}× the work of the image (the margins {overhead:.1f}× the cores); "
+                          f"{fix}", UserWarning, stacklevel=3)
+    return tile
+
+
+def tile_overhead(config, padded_spatial: Sequence[int], tile: Sequence[int] | None) -> float:
+    """Work of the tiles' margins relative to the work of their cores (0 when predicted whole)."""
+    if tile is None or all(t >= n for t, n in zip(tile, padded_spatial)):
+        return 0.0
+    windows = sum(math.prod(w1 - w0 for w0, w1, _, _ in bounds) for bounds in tiles_for(padded_spatial, config, tile))
+    return windows / math.prod(padded_spatial) - 1.0
 
 
 def check_input(bundle: ModelBundle, image: np.ndarray, source: str, pixel_size_um: float | None = None,
@@ -117,8 +205,28 @@ def predict(bundle: ModelBundle, image: np.ndarray, options: PredictOptions | No
         super-resolution model).
     """
     opts = (options or PredictOptions()).replace(**option_changes)
-    image = np.asarray(image, np.float32)
+    image = as_float32(np.asarray(image), source)
     check_input(bundle, image, source, pixel_size_um, acquisition)
+    try:
+        return _predict(bundle, image, opts, source)
+    except MemoryError:
+        raise _out_of_memory(source, image, opts) from None
+    except RuntimeError as exc:  # torch: "DefaultCPUAllocator: can't allocate memory", torch.OutOfMemoryError on CUDA
+        text = str(exc).lower()
+        if isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in text or "out of memory" in text:
+            raise _out_of_memory(source, image, opts) from None
+        raise
+
+
+def _out_of_memory(source: str, image: np.ndarray, opts: PredictOptions) -> UserError:
+    gib = image.size * 4 / 2 ** 30
+    tiles = "tiles from --tile-size" if opts.tile_size else "tiles from the memory budget"
+    return UserError(f"{source}: ran out of memory predicting an image of shape {tuple(image.shape)} ({gib:.2f} GiB as "
+                     f"float32, with {tiles}); give a smaller --memory-mb or --tile-size (e.g. 512), or cut the image "
+                     "into smaller fields")
+
+
+def _predict(bundle: ModelBundle, image: np.ndarray, opts: PredictOptions, source: str) -> np.ndarray:
     if opts.match_brightness:
         image = _match_brightness(bundle, image, source)
     dev = pick_device(opts.device)
@@ -129,7 +237,8 @@ def predict(bundle: ModelBundle, image: np.ndarray, options: PredictOptions | No
     for k, flip in transforms:
         view = np.ascontiguousarray(apply_transform(normalized, k, flip))
         padded, spatial = pad_to_multiple(view, bundle.config.size_multiple())
-        tile = resolve_tile(bundle, opts.tile_size, dev, opts.memory_budget_mb, padded.shape[1:])
+        tile = resolve_tile(bundle, opts.tile_size, dev, opts.memory_budget_mb, padded.shape[1:],
+                            warn=(k, flip) == transforms[0])
         bar = None
         if opts.progress:
             n = count_tiles(padded.shape[1:], bundle.config, tile)

@@ -111,7 +111,7 @@ def predict_padded(network: nn.Module, padded: np.ndarray, tile: Sequence[int] |
     spatial = padded.shape[1:]
     if tile is None or all(t >= n for t, n in zip(tile, spatial)):
         return _run(network, padded, device, amp)
-    tiles = _tiles_for(spatial, config, tile)
+    tiles = tiles_for(spatial, config, tile)
     k = output_scale(config)
     out = np.empty((config.out_channels, *(n * f for n, f in zip(spatial, k))), np.float32)
     for bounds in tiles:
@@ -134,10 +134,10 @@ def count_tiles(spatial: Sequence[int], config: NetworkConfig, tile: Sequence[in
     """How many windows :func:`predict_padded` will run for a padded ``spatial`` shape."""
     if tile is None or all(t >= n for t, n in zip(tile, spatial)):
         return 1
-    return len(_tiles_for(spatial, config, tile))
+    return len(tiles_for(spatial, config, tile))
 
 
-def _tiles_for(spatial: Sequence[int], config: NetworkConfig, tile: Sequence[int]):
+def tiles_for(spatial: Sequence[int], config: NetworkConfig, tile: Sequence[int]):
     """The tile grid for requested core sizes ``tile`` (rounded down to the size multiple, at least one)."""
     mult = config.size_multiple()
     core = [max(m, (int(t) // m) * m) for t, m in zip(tile, mult)]

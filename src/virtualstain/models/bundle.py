@@ -12,7 +12,13 @@ output pixels per input pixel), ``acquisition`` (binning, wavelength, NA, defocu
 ranges of the training inputs, when their files recorded them), ``size_multiple``,
 ``receptive_field_px``, ``tiling_margin_px`` (input pixels), ``training`` (config, manifest
 hash, split plan, input means, epochs), ``validation`` metrics, ``package_version``,
-``created``, ``weights_sha256``.
+``created``, ``weights_sha256`` and ``model_json_sha256`` (of the rest of ``model.json``, see
+:mod:`~virtualstain.models.bundle_meta`; older bundles without it still load).
+
+Loading refuses damaged bundles with a :class:`~virtualstain.errors.UserError` naming the file:
+an edited ``model.json``, missing or ill-typed keys in it, normalisation statistics that are not
+finite positive numbers, weights that are NaN or infinite, an empty ``weights.sha256``. Bundles are
+written readable by others (folder 0755, files 0644, minus the umask), not private as ``mkdtemp`` makes them.
 
 Format 1 (virtualstain 0.1.0) stored the network as ``unet``, a U-Net configuration whose
 ``family`` could say ``srcnn``; :func:`load_bundle` reads it too.
@@ -36,15 +42,17 @@ from .._version import __version__
 from ..data.acquisition import Acquisition
 from ..data.normalization import Normalizer
 from ..errors import UserError
+from .bundle_meta import CHECKSUM, FORMAT_VERSION, META, META_HASH_KEY, WEIGHTS, bundle_folder, read_meta, seal
 from .configs import NetworkConfig, SRCNNConfig, UNetConfig, config_from_dict
 from .inference import network_config, prepare_for_inference
 from .receptive_field import receptive_field, tiling_margin
 from .registry import build
 
-FORMAT_VERSION = 2
-WEIGHTS = "weights.safetensors"
-META = "model.json"
-CHECKSUM = "weights.sha256"
+__all__ = ["CHECKSUM", "FORMAT_VERSION", "META", "META_HASH_KEY", "WEIGHTS", "ModelBundle", "TrainingRecord",
+           "ValidationRecord", "load_bundle", "read_meta", "save_bundle"]
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _sha256(path: Path) -> str:
@@ -81,6 +89,8 @@ class TrainingRecord:
         Wall time and throughput of the last (possibly resumed) session.
     resumed_from : str or None
         The checkpoint the last session resumed from.
+    stop_reason : str
+        Why training ended: ``max_epochs``, ``early_stopping`` or ``time_budget``.
     extra : dict
         Keys this version does not know (from other versions), kept so that re-saving loses nothing.
     """
@@ -98,6 +108,7 @@ class TrainingRecord:
     seconds_this_session: float = 0.0
     patches_per_second: float = 0.0
     resumed_from: str | None = None
+    stop_reason: str = ""
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -210,7 +221,10 @@ class ModelBundle:
 
 
 def save_bundle(bundle: ModelBundle, folder: str | os.PathLike) -> Path:
-    """Write ``bundle`` to ``folder`` atomically (a temporary folder renamed at the end)."""
+    """Write ``bundle`` to ``folder`` atomically (a temporary folder renamed at the end).
+
+    The folder gets mode 0755 and its files 0644 (minus the umask), so colleagues can read the model.
+    """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.part-"))
@@ -221,9 +235,13 @@ def save_bundle(bundle: ModelBundle, folder: str | os.PathLike) -> Path:
         meta = bundle.to_json()
         meta["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         meta["weights_sha256"] = digest
+        meta = seal(meta)
         bundle.weights_sha256, bundle.created = digest, meta["created"]
         (tmp / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         (tmp / CHECKSUM).write_text(f"{digest}  {WEIGHTS}\n", encoding="utf-8")
+        for name in (WEIGHTS, META, CHECKSUM):
+            os.chmod(tmp / name, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -238,40 +256,34 @@ def save_bundle(bundle: ModelBundle, folder: str | os.PathLike) -> Path:
     return folder
 
 
-def read_meta(folder: str | os.PathLike) -> dict:
-    """Read and check ``model.json`` of a bundle (no weights loaded)."""
-    folder = Path(folder)
-    if folder.is_file() and folder.name == META:
-        folder = folder.parent
-    if not folder.exists():
-        raise UserError(f"{folder}: model not found; give the bundle folder written by `virtualstain train` (RUN/model)")
-    meta_path = folder / META
-    if not meta_path.exists():
-        raise UserError(f"{folder}: not a model bundle (no {META}); give the folder RUN/model written by training")
+def _expected_from_checksum_file(path: Path) -> str:
+    """The weights' SHA-256 in ``weights.sha256`` (``sha256sum`` format: ``<hex>  weights.safetensors``)."""
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{meta_path}: unreadable JSON ({exc}); the bundle is damaged — retrain or restore it") from None
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise UserError(f"{meta_path}: bundle format {version!r} was written by virtualstain "
-                        f"{meta.get('package_version', '?')}; this is {__version__} (format {FORMAT_VERSION}) — "
-                        "upgrade virtualstain to load it")
-    return meta
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+    words = text.split()
+    if not words:
+        raise UserError(f"{path}: is empty; the bundle is damaged — copy the whole bundle folder again (or retrain)")
+    digest = words[0].lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise UserError(f"{path}: does not start with a SHA-256 (got {words[0][:20]!r}); the bundle is damaged — "
+                        "copy the whole bundle folder again (or retrain)")
+    return digest
 
 
 def load_bundle(folder: str | os.PathLike, device: str | torch.device = "cpu") -> ModelBundle:
-    """Load a bundle: check the weights' SHA-256 and format version; never unpickle.
+    """Load a bundle: check ``model.json``, the weights' SHA-256 and the format version; never unpickle.
 
     Raises
     ------
     UserError
-        Missing or damaged bundle, checksum mismatch, newer format.
+        Missing or damaged bundle (edited or ill-typed ``model.json``, unusable normalisation, NaN
+        weights), checksum mismatch, newer format.
     """
-    folder = Path(folder)
     meta = read_meta(folder)
-    if folder.is_file():
-        folder = folder.parent
+    folder = bundle_folder(folder)
+    meta_path = folder / META
     weights = folder / WEIGHTS
     if not weights.exists():
         raise UserError(f"{folder}: {WEIGHTS} is missing; the bundle is incomplete — copy the whole folder")
@@ -279,30 +291,70 @@ def load_bundle(folder: str | os.PathLike, device: str | torch.device = "cpu") -
     expected = meta.get("weights_sha256")
     checksum_file = folder / CHECKSUM
     if checksum_file.exists():
-        expected_file = checksum_file.read_text().split()[0]
+        expected_file = _expected_from_checksum_file(checksum_file)
         if expected and expected_file != expected:
             raise UserError(f"{checksum_file}: disagrees with {META}; the bundle was altered — restore it")
     if digest != expected:
         raise UserError(f"{weights}: SHA-256 {digest[:12]}… does not match {META} ({str(expected)[:12]}…); "
                         "the weights are damaged or were replaced — copy the bundle again")
+    try:
+        return _from_meta(meta, folder, weights, digest, device)
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise UserError(f"{meta_path}: damaged or incomplete ({what}); restore the bundle from a copy, or "
+                        "retrain") from None
+
+
+def _from_meta(meta: dict, folder: Path, weights: Path, digest: str, device: str | torch.device) -> ModelBundle:
+    meta_path = folder / META
     architecture, config = _network_config(meta, folder)
     network = build(architecture, config)
-    state = load_file(str(weights), device="cpu")
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise UserError(f"{weights}: not readable safetensors ({type(exc).__name__}: {exc}); copy the bundle "
+                        "again") from None
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise UserError(f"{weights}: {len(bad)} tensor(s) hold NaN or infinite values (e.g. {bad[0]!r}); the model "
+                        "diverged in training — retrain it, e.g. with a lower training.lr")
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise UserError(f"{weights}: weights do not fit the architecture in {META} ({str(exc)[:200]}); "
                         "the bundle is inconsistent — retrain") from None
+    normalization = meta["normalization"]
+    input_normalizer = Normalizer.from_dict(normalization["input"], f"{meta_path}: normalization.input")
+    target_normalizer = Normalizer.from_dict(normalization["target"], f"{meta_path}: normalization.target")
+    names_in, names_out = meta["input_channel_names"], meta["output_channel_names"]
+    for what, names, normalizer, count in (("input", names_in, input_normalizer, config.in_channels),
+                                           ("output", names_out, target_normalizer, config.out_channels)):
+        if not isinstance(names, list) or len(names) != count or len(normalizer.scale) != count:
+            raise UserError(f"{meta_path}: the network has {count} {what} channel(s) but {what}_channel_names is "
+                            f"{names!r} and the {what} normalisation has {len(normalizer.scale)} value(s); the bundle "
+                            "is damaged — restore it or retrain")
+    input_channels = meta.get("input_channels")
+    if input_channels is not None and not (isinstance(input_channels, list) and
+                                           all(isinstance(c, int) and c >= 0 for c in input_channels)):
+        raise UserError(f"{meta_path}: input_channels {input_channels!r} is not a list of channel indices; the "
+                        "bundle is damaged — restore it or retrain")
+    pixel_size = meta.get("pixel_size_um")
+    if pixel_size is not None and (isinstance(pixel_size, bool) or not isinstance(pixel_size, (int, float))
+                                   or not 0 < pixel_size < float("inf")):
+        raise UserError(f"{meta_path}: pixel_size_um {pixel_size!r} is not a positive number of µm; the bundle is "
+                        "damaged — restore it or retrain")
     network.eval().to(device)
     return ModelBundle(
         network=network,
         architecture=architecture,
-        input_normalizer=Normalizer.from_dict(meta["normalization"]["input"]),
-        target_normalizer=Normalizer.from_dict(meta["normalization"]["target"]),
-        input_channel_names=list(meta["input_channel_names"]),
-        output_channel_names=list(meta["output_channel_names"]),
-        input_channels=meta.get("input_channels"),
-        pixel_size_um=meta.get("pixel_size_um"),
+        input_normalizer=input_normalizer,
+        target_normalizer=target_normalizer,
+        input_channel_names=[str(n) for n in names_in],
+        output_channel_names=[str(n) for n in names_out],
+        input_channels=input_channels,
+        pixel_size_um=float(pixel_size) if pixel_size is not None else None,
         acquisition=Acquisition.from_description(meta.get("acquisition")),
         training=TrainingRecord.from_dict(meta.get("training")),
         validation=ValidationRecord.from_dict(meta.get("validation")),

@@ -41,6 +41,16 @@ def laplacian_eigenvalues(shape: tuple[int, int], pixel_size_um: float, solver: 
     return qy[:, None] ** 2 + qx[None, :] ** 2
 
 
+def check_regularization(regularization_per_um2: float) -> float:
+    """Tikhonov ε must be a finite number ≥ 0 (µm⁻²). ``q⁴ + ε²`` would silently drop the sign of a negative
+    ε (a typo or a misread unit), and NaN would make every phase NaN, so both raise ``ValueError``."""
+    value = float(regularization_per_um2)
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"regularization_per_um2 must be a finite number ≥ 0 (µm⁻², e.g. "
+                         f"{DEFAULT_REGULARIZATION_PER_UM2:g}), got {regularization_per_um2}")
+    return value
+
+
 def solve_poisson(rhs: np.ndarray, pixel_size_um: float, solver: Solver = "fft",
                   regularization_per_um2: float = DEFAULT_REGULARIZATION_PER_UM2) -> np.ndarray:
     """Solve ``∇²u = rhs`` (rhs in units/µm²) for ``u`` with zero mean.
@@ -49,6 +59,7 @@ def solve_poisson(rhs: np.ndarray, pixel_size_um: float, solver: Solver = "fft",
     ``regularization_per_um2`` (µm⁻²); ``ε = 0`` is the plain inverse (the mean is
     still set to zero, since it is unobservable).
     """
+    check_regularization(regularization_per_um2)
     rhs = np.asarray(rhs, dtype=float)
     q2 = laplacian_eigenvalues(rhs.shape, pixel_size_um, solver)
     denominator = q2 ** 2 + regularization_per_um2 ** 2
@@ -125,6 +136,7 @@ def tie_phase(stack: np.ndarray, z_um, *, wavelength_um: float, pixel_size_um: f
     numpy.ndarray
         ``(Y, X)`` phase with zero mean, at the midpoint of two planes or the middle of three.
     """
+    check_regularization(regularization_per_um2)
     stack, z = _check_stack(stack, z_um)
     didz, intensity, _ = axial_derivative(stack, z)
     k = 2 * np.pi * medium_index / wavelength_um
@@ -177,6 +189,7 @@ def tie_phase_iterative(stack: np.ndarray, z_um, *, wavelength_um: float, pixel_
 
     Parameters are those of :func:`tie_phase`; the default solver is the DCT one.
     """
+    check_regularization(regularization_per_um2)
     stack, z = _check_stack(stack, z_um)
     _, intensity, z_ref = axial_derivative(stack, z)
     mean_intensity = intensity.mean()

@@ -1,27 +1,46 @@
 """Training configuration: a pydantic model read from YAML; every value has a default.
 
 Errors name the field to fix, e.g. ``config.yaml: training.lr: Input should be greater
-than 0 (got -1)``. Unknown keys are refused, so typos do not pass silently.
+than 0 (got -1)``. Unknown keys are refused, so typos do not pass silently; so are NaN and
+infinite numbers in every float field (``lr: .inf`` would train a NaN model). Values set later
+(``config.training.max_minutes = …`` from ``--max-minutes``) are validated too, with the same
+field-named :class:`~virtualstain.errors.UserError`. :func:`check_hardware` checks the
+accelerator and device count against this machine before fitting.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..data.io import read_text_utf8
 from ..errors import UserError
+
+#: Command-line options that set a config field, and the fix, named in errors about that field.
+FLAGS = {"training.max_minutes": ("--max-minutes", "give a positive number of minutes, or leave it out for no budget")}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    #: The section's name in the YAML (``training``…), for errors raised when a field is set later.
+    section: ClassVar[str] = ""
+
+    def __setattr__(self, name: str, value) -> None:
+        """Validate like loading does, but raise a :class:`UserError` naming the field (and its option)."""
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise UserError(_describe(exc, "", self.section)) from None
 
 
 class ModelSettings(_Strict):
     """Which network: a registry name plus optional overrides of its preset."""
+
+    section: ClassVar[str] = "model"
 
     architecture: Literal["pics", "fnet", "unet", "sr_unet", "srcnn"] = "pics"
     spatial_dims: Literal[2, 3] = 2
@@ -35,6 +54,8 @@ class ModelSettings(_Strict):
 class DataSettings(_Strict):
     """How images become training patches."""
 
+    section: ClassVar[str] = "data"
+
     input_channels: list[int] | None = Field(None, description="channels/planes of each input file to use")
     input_normalization: Literal["percentile", "zscore", "minmax"] = "percentile"
     target_normalization: Literal["percentile", "zscore", "minmax"] = "percentile"
@@ -44,6 +65,14 @@ class DataSettings(_Strict):
     augment: bool = True
     input_channel_names: list[str] | None = None
     target_channel_names: list[str] | None = None
+
+    @field_validator("patch_size")
+    @classmethod
+    def _patch_size_positive(cls, value: list[int] | None):
+        if value is not None and (not value or any(p < 1 for p in value)):
+            raise ValueError(f"each value must be a positive number of pixels, a multiple of the network's size "
+                             f"multiple (e.g. [128, 128]); got {value}")
+        return value
 
     @model_validator(mode="after")
     def _percentiles_ordered(self):
@@ -55,6 +84,8 @@ class DataSettings(_Strict):
 
 class SplitSettings(_Strict):
     """Automatic splits (used when the manifest has no split column)."""
+
+    section: ClassVar[str] = "split"
 
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.25, ge=0.0, lt=1.0)
@@ -68,6 +99,8 @@ class SplitSettings(_Strict):
 
 class TrainingSettings(_Strict):
     """The optimisation loop."""
+
+    section: ClassVar[str] = "training"
 
     loss: Literal["mse", "mae", "pearson"] = "mse"
     optimizer: Literal["adam", "adadelta"] = "adam"
@@ -92,6 +125,13 @@ class TrainingSettings(_Strict):
     val_max_size: int = Field(512, ge=16, description="validation regions are centre-cropped to this in YX")
     val_max_regions: int = Field(32, ge=1)
     progress_bar: bool = Field(True, description="show a progress bar (on a terminal)")
+
+    @field_validator("devices")
+    @classmethod
+    def _devices_positive(cls, value: int | str):
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"give a number of devices ≥ 1, or auto (got {value})")
+        return value
 
     @model_validator(mode="after")
     def _betas_in_range(self):
@@ -125,17 +165,21 @@ class TrainConfig(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def _describe(error: ValidationError, source: str, section: str = "") -> str:
     parts = []
     for e in error.errors()[:3]:
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        loc = ".".join(str(x) for x in (section, *e["loc"]) if x != "") or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown setting; check its spelling against docs/architecture.md (configuration)"
         got = e.get("input")
         tail = f" (got {got!r})" if got is not None and e["type"] != "extra_forbidden" and not isinstance(got, dict) else ""
-        parts.append(f"{loc}: {msg}{tail}")
-    return f"{source}: " + "; ".join(parts)
+        msg = msg.removeprefix("Value error, ")
+        if e["type"] == "value_error":
+            tail = ""  # our validators quote the value themselves
+        flag, fix = FLAGS.get(loc, ("", ""))
+        parts.append(f"{loc}{f' (option {flag})' if flag else ''}: {msg}{tail}{f'; {fix}' if fix else ''}")
+    return (f"{source}: " if source else "") + "; ".join(parts)
 
 
 def config_from_dict(data: dict, source: str = "config") -> TrainConfig:
@@ -147,16 +191,63 @@ def config_from_dict(data: dict, source: str = "config") -> TrainConfig:
 
 
 def load_config(path: str | os.PathLike | None) -> TrainConfig:
-    """Read a YAML config (None → all defaults)."""
+    """Read a YAML config (None → all defaults); it must be UTF-8."""
     if path is None:
         return TrainConfig()
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: config file not found; give a YAML file or leave --config out for defaults")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give the path of a YAML config file")
+    text = read_text_utf8(path, "config")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from None
     if data is not None and not isinstance(data, dict):
         raise UserError(f"{path}: the YAML must be a mapping with sections model/data/split/training")
     return config_from_dict(data or {}, str(path))
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_hardware(config: TrainConfig) -> None:
+    """Refuse an accelerator this machine lacks, or more devices than it has (before fitting starts).
+
+    ``training.accelerator: gpu``/``cuda`` needs a CUDA GPU, ``mps`` an Apple GPU; ``training.devices`` may not
+    exceed the GPUs (on a GPU) or the usable CPU cores (on the CPU: more processes than cores never finish).
+
+    Raises
+    ------
+    UserError
+        Naming the field to change and what this machine has.
+    """
+    import torch
+
+    t = config.training
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    here = f"this machine has {gpus} CUDA GPU(s)" + (" and an Apple (mps) GPU" if mps else "") + \
+        f" and {_usable_cpus()} usable CPU core(s)"
+    if t.accelerator in ("gpu", "cuda") and gpus == 0:
+        raise UserError(f"training.accelerator: {t.accelerator!r} needs a CUDA GPU, but {here} (torch "
+                        f"{torch.__version__}); set training.accelerator: cpu (or auto), or train on a GPU machine")
+    if t.accelerator == "mps" and not mps:
+        raise UserError(f"training.accelerator: 'mps' needs an Apple GPU, but {here}; set training.accelerator: cpu "
+                        "(or auto)")
+    if not isinstance(t.devices, int):
+        return
+    if t.accelerator in ("gpu", "cuda") or (t.accelerator == "auto" and gpus):
+        kind, available = "CUDA GPU(s)", gpus
+    elif t.accelerator == "mps" or (t.accelerator == "auto" and mps):
+        kind, available = "Apple (mps) GPU", 1
+    else:
+        kind, available = "usable CPU core(s)", _usable_cpus()
+    if t.devices > available:
+        raise UserError(f"training.devices: {t.devices}, but {here}; set training.devices to at most {available} "
+                        f"(the {kind} training would use here), or auto")

@@ -8,12 +8,18 @@ file when it starts, so a resumed run keeps earlier log segments aside and joins
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
+import json
+import logging
 import shutil
+import signal
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +28,7 @@ import yaml
 from torch.utils.data import Dataset
 
 from .._atomic import write_csv_atomic
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 from .config import TrainConfig
 
 #: Settings that may change between an interrupted run and its resume: the budget and the display.
@@ -38,6 +44,7 @@ class FitResult:
     seconds_this_session: float
     patches_per_second: float
     resumed_from: str | None
+    stop_reason: str
 
 
 def precision(setting: str) -> str:
@@ -54,16 +61,17 @@ def _comparable(config: dict) -> dict:
     return {**config, "training": training}
 
 
-def prepare_resume(run: Path, config: TrainConfig, fresh: bool) -> Path | None:
-    """The checkpoint to resume from, if ``run`` holds an interrupted run with the same settings.
+def prepare_resume(run: Path, config: TrainConfig, fresh: bool, data_sha256: str | None = None) -> Path | None:
+    """The checkpoint to resume from, if ``run`` holds an interrupted run with the same settings and data.
 
     The budget (``max_minutes``, ``max_epochs``) and display settings may change between resumes.
-    ``fresh`` discards the checkpoints and logs first.
+    ``fresh`` discards the checkpoints and logs first. ``data_sha256`` is compared with the one recorded
+    in ``splits.json`` when the run recorded it.
 
     Raises
     ------
     UserError
-        ``run`` holds an interrupted run with another config.
+        ``run`` holds an interrupted run with another config or other data.
     """
     ckpt_dir = run / "checkpoints"
     saved = run / "config.yaml"
@@ -71,49 +79,88 @@ def prepare_resume(run: Path, config: TrainConfig, fresh: bool) -> Path | None:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         shutil.rmtree(run / "log", ignore_errors=True)
     last = ckpt_dir / "last.ckpt"
-    if last.exists() and saved.exists():
-        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-        if _comparable(old) != _comparable(config.model_dump(mode="json")):
-            raise UserError(f"{run}: holds an interrupted run with another config ({saved}); use another --out, "
-                            "or pass --fresh to discard it")
-        return last
-    return None
+    if not (last.exists() and saved.exists()):
+        return None
+    if _comparable(_read_yaml(saved)) != _comparable(config.model_dump(mode="json")):
+        raise UserError(f"{run}: holds an interrupted run with another config ({saved}); use another --out, "
+                        "or pass --fresh to discard it")
+    splits = run / "splits.json"
+    recorded = _read_json(splits).get("data_sha256") if splits.exists() else None
+    if data_sha256 and recorded and recorded != data_sha256:
+        raise UserError(f"{run}: holds a run on other data (the images or the manifest changed since {splits} was "
+                        "written); use another --out, or pass --fresh to discard it")
+    return last
+
+
+def is_finished(run: Path, config: TrainConfig, data_sha256: str) -> bool:
+    """Whether ``run`` holds a finished run of exactly ``config`` (budget included) on this data: rerunning
+    it would train nothing. Its ``summary.json``, written last, must record the epochs of its ``last.ckpt``."""
+    saved, summary, last = run / "config.yaml", run / "summary.json", run / "checkpoints" / "last.ckpt"
+    splits = run / "splits.json"
+    if not all(p.exists() for p in (saved, summary, last, splits, run / "model" / "model.json")):
+        return False
+    if _read_yaml(saved) != config.model_dump(mode="json") or _read_json(splits).get("data_sha256") != data_sha256:
+        return False
+    return _read_json(summary).get("epochs") == checkpoint_progress(last)[0]
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: damaged ({exc}); pass --fresh to start this run again") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: damaged ({exc}); pass --fresh to start this run again") from None
+    return data if isinstance(data, dict) else {}
 
 
 def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds: Dataset, run: Path,
         resume: Path | None) -> FitResult | None:
-    """Run the Lightning loop; load the best weights into ``network``; return what happened (None off rank 0)."""
+    """Run the Lightning loop; load the best weights into ``network``; return what happened (None off rank 0).
+
+    Raises
+    ------
+    Interrupted
+        SIGINT (Ctrl-C) or SIGTERM arrived: the last complete epoch is saved, and the same call resumes.
+    """
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from .lightning_module import AtomicLastCheckpoint, VirtualStainModule
+    from .lightning_module import AtomicCheckpoints, VirtualStainModule
 
     t = config.training
     module = VirtualStainModule(network, loss=t.loss, optimizer=t.optimizer, lr=t.lr, betas=t.betas,
                                 lr_schedule=t.lr_schedule, lr_patience=t.lr_patience, lr_factor=t.lr_factor)
-    ckpt_dir = run / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
-                           enable_version_counter=False)
-    callbacks: list = [best, AtomicLastCheckpoint(ckpt_dir / "last.ckpt"), LearningRateMonitor(logging_interval="epoch")]
+    checkpoints = AtomicCheckpoints(run / "checkpoints")
+    callbacks: list = [checkpoints, LearningRateMonitor(logging_interval="epoch")]
     if t.early_stopping_patience:
-        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=t.early_stopping_patience))
-    trainer = pl.Trainer(
-        max_epochs=t.max_epochs,
-        max_time=datetime.timedelta(minutes=t.max_minutes) if t.max_minutes else None,
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=precision(t.precision),  # type: ignore[arg-type]
-        callbacks=callbacks,
-        logger=CSVLogger(save_dir=str(run), name="", version="log", flush_logs_every_n_steps=1),
-        default_root_dir=str(run),
-        enable_progress_bar=t.progress_bar and sys.stderr.isatty(),
-        enable_model_summary=False,
-        log_every_n_steps=1,
-        num_sanity_val_steps=0,
-        deterministic=False,
-    )
+        # checked when validation ends, not at the end of the training epoch: an epoch resumed from last.ckpt
+        # (saved at validation end) has no fresh validation metric to check
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=t.early_stopping_patience,
+                                       check_on_train_epoch_end=False))
+    with _quiet_lightning():  # Lightning's tips and notes appear when the Trainer is made
+        trainer = pl.Trainer(
+            max_epochs=t.max_epochs,
+            max_time=datetime.timedelta(minutes=t.max_minutes) if t.max_minutes else None,
+            accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+            precision=precision(t.precision),  # type: ignore[arg-type]
+            callbacks=callbacks,
+            logger=CSVLogger(save_dir=str(run), name="", version="log", flush_logs_every_n_steps=1),
+            default_root_dir=str(run),
+            enable_progress_bar=t.progress_bar and sys.stderr.isatty(),
+            enable_model_summary=False,
+            log_every_n_steps=1,
+            num_sanity_val_steps=0,
+            deterministic=False,
+        )
     n_train = len(train_ds)  # type: ignore[arg-type]
     train_loader = DataLoader(train_ds, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers,
                               drop_last=n_train >= t.batch_size, persistent_workers=t.num_workers > 0)
@@ -122,25 +169,90 @@ def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds
     if resume:
         _keep_log_segment(run)
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None, weights_only=True)
+    with _quiet_lightning(), _signals_recorded() as received:
+        try:
+            trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None,
+                        weights_only=True)
+        except SystemExit:  # Lightning turns SIGTERM into SIGTERMException and Ctrl-C into sys.exit(1)
+            if not received:
+                raise
+        if received:
+            epochs = checkpoint_progress(checkpoints.last)[0]
+            raise Interrupted(received[0], f"training interrupted by {signal.Signals(received[0]).name} after "
+                                           f"{epochs} complete epoch(s) (saved in {checkpoints.last}); rerun the "
+                                           "same command to resume")
     seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
         return None
     _merge_log_segments(run)
-    best_path = Path(best.best_model_path) if best.best_model_path else ckpt_dir / "last.ckpt"
-    state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
-    network.load_state_dict({k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")})
-    score = best.best_model_score
-    epochs, steps = checkpoint_progress(ckpt_dir / "last.ckpt")  # also right after DDP-spawn
+    best_path = checkpoints.best if checkpoints.best.exists() else checkpoints.last
+    best = load_checkpoint(best_path)
+    network.load_state_dict({k.removeprefix("network."): v for k, v in best["state_dict"].items()
+                             if k.startswith("network.")})
+    epochs, steps = checkpoint_progress(checkpoints.last)  # read from disk: also right after DDP-spawn
+    score = best.get("val_loss")
     return FitResult(
         best_val_loss=float(score) if score is not None else None,
         epochs=epochs,
         seconds_this_session=round(seconds, 1),
         patches_per_second=round((steps - steps_before) * t.batch_size / max(seconds, 1e-9), 2),
         resumed_from=str(resume) if resume else None,
+        stop_reason=_stop_reason(checkpoints.last, config),
     )
+
+
+def _stop_reason(last: Path, config: TrainConfig) -> str:
+    """Why training ended: ``max_epochs``, ``early_stopping`` or ``time_budget``."""
+    t = config.training
+    ckpt = load_checkpoint(last)
+    if int(ckpt["epoch"]) + 1 >= t.max_epochs:
+        return "max_epochs"
+    stopped = [state for key, state in ckpt.get("callbacks", {}).items() if key.startswith("EarlyStopping")]
+    if t.early_stopping_patience and any(s.get("wait_count", 0) >= t.early_stopping_patience for s in stopped):
+        return "early_stopping"
+    return "time_budget"
+
+
+@contextlib.contextmanager
+def _signals_recorded() -> Iterator[list[int]]:
+    """Record SIGINT and SIGTERM while training (main thread only); SIGINT still interrupts, and Lightning's
+    own SIGTERM handler (which stops after the current batch) runs beside this one."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def on_sigint(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    def on_sigterm(signum, frame):
+        received.append(signum)
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's advertising tips, its notes on resuming into a non-empty folder (we resume on purpose) and
+    deprecation notices of its dependencies are not the user's concern; warnings about the run still show."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        for message in (".*does not have many workers.*", ".*exists and is not empty.*", ".*LeafSpec.*",
+                        ".*litlogger.*"):
+            warnings.filterwarnings("ignore", message=message)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
 
 
 def _keep_log_segment(run: Path) -> None:
@@ -171,5 +283,20 @@ def checkpoint_progress(path: Path) -> tuple[int, int]:
     """(completed epochs, optimizer steps) recorded in a Lightning checkpoint."""
     if not path.exists():
         return 0, 0
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path)
     return int(ckpt["epoch"]) + 1, int(ckpt["global_step"])
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint's contents (tensors and plain containers only: ``weights_only``, never arbitrary pickles).
+
+    Raises
+    ------
+    UserError
+        The file is damaged (truncated by a crash or a full disk before virtualstain wrote atomically).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{path}: damaged checkpoint ({str(exc)[:120]}); pass --fresh to start the run again "
+                        "(or delete this file to resume from the previous one)") from None

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 from torch.utils.data import Dataset
 
 from ..data.patches import PatchSampler
 from ..data.samples import Sample
 from ..data.splits import Region
+from ..errors import UserError
 from ..inference.tiling import pad_to_multiple
 from ..models.inference import memory_format, network_config
 from .losses import LOSSES, pearson_loss
@@ -106,19 +109,62 @@ class VirtualStainModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
 
 
-class AtomicLastCheckpoint(pl.Callback):
-    """Save the full training state after every validation, via a temporary file and a rename.
+class AtomicCheckpoints(Checkpoint):
+    """After every validation: ``best.ckpt`` (the network's weights, when the validation loss improved) and
+    ``last.ckpt`` (the full training state), each written to a temporary name and renamed.
 
-    A run killed at any moment (even ``kill -9``) leaves the previous complete state.
+    A run killed at any moment (even ``kill -9``, or a full disk) leaves the previous complete files.
+    Lightning runs :class:`~lightning.pytorch.callbacks.Checkpoint` callbacks after the others, so the saved
+    state already holds this epoch's early-stopping and learning-rate decisions; resuming from it repeats
+    none of them. The best score travels in the checkpoint (:meth:`state_dict`).
     """
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, folder: Path, monitor: str = "val_loss"):
+        self.folder, self.monitor = Path(folder), monitor
+        self.best_score: float | None = None
+        self.best_epoch = -1
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.ckpt"
+
+    @property
+    def best(self) -> Path:
+        return self.folder / "best.ckpt"
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        tmp = self.path.with_name(self.path.name + ".part")
-        trainer.save_checkpoint(tmp, weights_only=False)
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        value = trainer.callback_metrics.get(self.monitor)
+        score = float(value) if value is not None else float("nan")
+        if math.isfinite(score) and (self.best_score is None or score < self.best_score):
+            self.best_score, self.best_epoch = score, trainer.current_epoch
+            if trainer.is_global_zero:
+                state = {"state_dict": pl_module.state_dict(), "epoch": trainer.current_epoch, self.monitor: score}
+                _replace_atomically(self.best, lambda tmp: torch.save(state, tmp))
+        _replace_atomically(self.last, lambda tmp: trainer.save_checkpoint(tmp, weights_only=False),
+                            rename=trainer.is_global_zero)  # every rank takes part in saving; rank 0 writes
+
+    def state_dict(self) -> dict:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best_score = state_dict.get("best_score")
+        self.best_epoch = int(state_dict.get("best_epoch", -1))
+
+
+def _replace_atomically(path: Path, write: Callable[[Path], object], rename: bool = True) -> None:
+    """``write(tmp)`` to ``path.part``, then rename it to ``path``; on failure remove the part and raise a
+    :class:`UserError` naming ``path`` (a full disk is the usual cause)."""
+    tmp = path.with_name(path.name + ".part")
+    try:
+        write(tmp)
+        if rename:
+            os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as RuntimeError("…failed writing…")
+        raise UserError(f"{path}: could not save the training state ({str(exc)[:160]}); free disk space, then rerun "
+                        "the same command to resume from the last complete epoch") from None
+    finally:
+        if rename:  # only the writing rank: another rank must not remove the file rank 0 is renaming
+            tmp.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._atomic import atomic_path, write_csv_atomic
+from ..._atomic import atomic_path, check_output_suffix, refuse_overwriting_inputs, write_csv_atomic
 from ...data.io import read_image
 from ...data.phase_maps import read_phase_map
 from ...data.units import check_pixel_size_um, check_wavelength_um
@@ -121,6 +121,11 @@ def _growth_figure(path: Path, field_rows: list[dict], rows: list[dict], growth:
     plt.close(fig)
 
 
+def growth_paths(out: Path) -> tuple[Path, Path]:
+    """The growth table and plot written beside the table ``out`` for a time-lapse."""
+    return out.with_name(out.stem + "_growth.csv"), out.with_name(out.stem + "_growth.png")
+
+
 def measure_dry_mass(phase: str | os.PathLike, out: str | os.PathLike, *, labels: str | os.PathLike | None = None,
                      nucleus_mask: str | os.PathLike | None = None, cell_mask: str | os.PathLike | None = None,
                      wavelength_um: float | None = None, pixel_size_um: float | None = None,
@@ -132,7 +137,7 @@ def measure_dry_mass(phase: str | os.PathLike, out: str | os.PathLike, *, labels
     phase : path-like
         Phase TIFF, radians: ``(Y, X)`` or a time-lapse ``(T, Y, X)``.
     out : path-like
-        The CSV table to write.
+        The CSV table to write (``.csv``); it and the growth files must not be any of the inputs.
     labels : path-like, optional
         Instance labels (or a 0/1 mask), one image for all frames or one per frame
         with the same id for the same object (tracked).
@@ -151,10 +156,14 @@ def measure_dry_mass(phase: str | os.PathLike, out: str | os.PathLike, *, labels
     """
     if (labels is None) == (nucleus_mask is None and cell_mask is None) or (nucleus_mask is None) != (cell_mask is None):
         raise UserError("give either --labels, or both --nucleus-mask and --cell-mask")
-    if alpha_ml_per_g <= 0 or alpha_ml_per_g > 1:
+    out = check_output_suffix(out, (".csv",), "a CSV table")
+    growth_csv, growth_png = growth_paths(out)
+    refuse_overwriting_inputs([out, growth_csv, growth_png], [phase, labels, nucleus_mask, cell_mask],
+                              "choose another --out file")
+    if not 0 < alpha_ml_per_g <= 1:  # NaN fails too
         raise UserError(f"--alpha {alpha_ml_per_g}: the refractive increment is in mL/g, typically 0.18–0.20")
-    if interval_h <= 0:
-        raise UserError(f"--interval-h {interval_h} must be positive")
+    if not (math.isfinite(interval_h) and interval_h > 0):
+        raise UserError(f"--interval-h {interval_h} must be a positive number of hours")
     phase_map = read_phase_map(phase, time_lapse=True)
     stack = phase_map.phase
     wavelength_um = _resolve(wavelength_um, phase_map.wavelength_um, check_wavelength_um, "wavelength", phase)
@@ -184,12 +193,9 @@ def measure_dry_mass(phase: str | os.PathLike, out: str | os.PathLike, *, labels
         raise UserError(f"{labels or cell_mask}: no objects (all pixels are 0); check the mask or segmentation")
 
     result = DryMassResult(rows=rows, field_rows=field_rows)
-    out = Path(out)
     if frames > 1:
         columns = ["frame", "time_h"] + columns
         result.growth = _growth_rows(field_rows, rows)
-        growth_csv = out.with_name(out.stem + "_growth.csv")
-        growth_png = out.with_name(out.stem + "_growth.png")
         write_csv_atomic(growth_csv, result.growth, GROWTH_COLUMNS)
         _growth_figure(growth_png, field_rows, rows, result.growth)
         result.files += [growth_csv, growth_png]

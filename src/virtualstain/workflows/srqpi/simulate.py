@@ -17,6 +17,7 @@ averaging when shrinking), so that cells keep their physical size. Synthetic cel
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,13 @@ import numpy as np
 from skimage.transform import rescale
 from tqdm.auto import tqdm
 
-from ..._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
+from ..._atomic import (
+    ensure_writable_dir,
+    refuse_duplicate_outputs,
+    refuse_overwriting_inputs,
+    write_csv_atomic,
+    write_text_atomic,
+)
 from ...data.acquisition import Acquisition
 from ...data.io import check_not_constant, write_tiff
 from ...data.phase_maps import read_phase_map, write_phase_map
@@ -38,6 +45,8 @@ from ...optics import add_gaussian_noise, bin_pixels, brightfield_intensity
 MANIFEST_COLUMNS = ["input", "target", "group", "pixel_size_um", "scale"]
 #: Relative pixel-size difference below which a phase map is used as it is.
 RESAMPLE_TOLERANCE = 0.01
+#: Most values a START:STOP:STEP range of ``--defocus-um`` / ``--coherence`` may give.
+MAX_VALUES = 1000
 
 
 @dataclass
@@ -83,6 +92,8 @@ def parse_values(text: str, flag: str, step: float) -> list[float]:
         parts = [float(p) for p in str(text).split(":")]
     except ValueError:
         raise UserError(f"{flag} {text!r}: give a number, START:STOP or START:STOP:STEP") from None
+    if not all(np.isfinite(parts)):
+        raise UserError(f"{flag} {text!r}: every value must be a finite number (not nan or inf)")
     if len(parts) == 1:
         return parts
     if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] <= 0) or parts[1] < parts[0]:
@@ -90,6 +101,8 @@ def parse_values(text: str, flag: str, step: float) -> list[float]:
     start, stop = parts[0], parts[1]
     step = parts[2] if len(parts) == 3 else step
     count = int(np.floor((stop - start) / step + 1e-9)) + 1
+    if count > MAX_VALUES:
+        raise UserError(f"{flag} {text!r} gives {count} values; at most {MAX_VALUES}: use a larger STEP")
     return [round(start + i * step, 10) for i in range(count)]
 
 
@@ -147,15 +160,34 @@ def resampled_phase_map(path: str | os.PathLike, pixel_size_um: float) -> np.nda
     return phase
 
 
-def crop_to_multiple(image: np.ndarray, k: int) -> np.ndarray:
+def crop_to_multiple(image: np.ndarray, k: int, source: str | os.PathLike | None = None) -> np.ndarray:
     """Crop the bottom/right so that Y and X are multiples of ``k``."""
     ny, nx = (image.shape[-2] // k) * k, (image.shape[-1] // k) * k
     if ny == 0 or nx == 0:
-        raise UserError(f"a {image.shape[-2]}×{image.shape[-1]} phase map is smaller than the {k}× binning")
+        raise UserError(f"{source or 'phase map'}: a {image.shape[-2]}×{image.shape[-1]} px phase map is smaller than "
+                        f"the {k}× binning; give maps of at least {k}×{k} px or a smaller --binning")
     return image[..., :ny, :nx]
 
 
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def _check(settings: SimulationSettings) -> None:
+    numbers = {"--wavelength-um": [settings.wavelength_um], "--pixel-size-um": [settings.pixel_size_um],
+               "--na": [settings.na], "--defocus-um": settings.defocus_um, "--coherence": settings.coherence,
+               "--noise": [settings.noise], "medium_index": [settings.medium_index],
+               "--synthetic-peak-rad": settings.synthetic_peak_rad or []}
+    for flag, values in numbers.items():
+        if not all(_finite(v) for v in values):
+            raise UserError(f"{flag} {','.join(map(str, values))}: every value must be a finite number (not nan or inf)")
+    if not settings.defocus_um or not settings.coherence:
+        raise UserError("--defocus-um and --coherence need at least one value each")
+    if settings.medium_index < 1:
+        raise UserError(f"medium_index {settings.medium_index}: a refractive index is ≥ 1 (water 1.33)")
     check_wavelength_um(settings.wavelength_um)
     check_pixel_size_um(settings.pixel_size_um)
     if not 0 < settings.na <= settings.medium_index:
@@ -169,6 +201,26 @@ def _check(settings: SimulationSettings) -> None:
     peak = settings.synthetic_peak_rad
     if peak is not None and not (len(peak) == 2 and 0 < peak[0] <= peak[1]):
         raise UserError(f"--synthetic-peak-rad {peak}: give LOW:HIGH with 0 < LOW ≤ HIGH (rad)")
+
+
+def _check_resumable(folder: Path, log: Path, settings: SimulationSettings) -> None:
+    """Refuse ``folder`` if it holds pairs simulated with other settings (resuming would mix them).
+
+    A ``simulation.json`` alone (a run refused or failed before its first pair) does not block.
+    """
+    if not log.exists():
+        return
+    try:
+        recorded = json.loads(log.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        recorded = None
+    if isinstance(recorded, dict) and recorded.get("settings") == json.loads(json.dumps(asdict(settings))):
+        return
+    pairs = {p.name for sub in ("lr", "hr") if (folder / sub).is_dir() for p in (folder / sub).glob("*.tif")}
+    if pairs or (isinstance(recorded, dict) and recorded.get("pairs")):
+        what = "other settings" if isinstance(recorded, dict) else "unknown settings (unreadable simulation.json)"
+        raise UserError(f"{folder}: holds {len(pairs)} pair(s) simulated with {what} ({log}); use another --out, "
+                        "or rerun with the same settings to resume")
 
 
 @dataclass
@@ -203,26 +255,38 @@ def simulate_pairs(phase_files: Sequence[str | os.PathLike], out: str | os.PathL
     Returns
     -------
     Simulation
+
+    Raises
+    ------
+    UserError
+        Bad settings (NaN included), a phase map that is not radians or is too small, two pairs with one name,
+        an output that is one of the phase maps, or ``out`` holding pairs simulated with other settings;
+        all before anything is written.
     """
     _check(settings)
     if not phase_files and synthetic <= 0:
         raise UserError("give phase maps (PHASE.tif …) or --synthetic N")
-    sources = [(Path(path).stem, resampled_phase_map(path, settings.pixel_size_um)) for path in phase_files]
-    sources += [(f"synthetic{settings.seed}_{i:03d}", synthetic_phase(i, settings, synthetic_shape))
-                for i in range(synthetic)]
     k = settings.binning
-    folder = ensure_writable_dir(out)
+    # everything is read and checked before anything is written
+    sources = [(Path(path).stem, crop_to_multiple(resampled_phase_map(path, settings.pixel_size_um), k, path))
+               for path in phase_files]
+    sources += [(f"synthetic{settings.seed}_{i:03d}",
+                 crop_to_multiple(synthetic_phase(i, settings, synthetic_shape), k, "--synthetic"))
+                for i in range(synthetic)]
+    jobs = [(i, z, s) for i in range(len(sources)) for z in settings.defocus_um for s in settings.coherence]
+    names = [f"{sources[i][0]}_z{z:g}_s{s:g}.tif" for i, z, s in jobs]
+    folder = Path(out)
     log = folder / "simulation.json"
-    if log.exists() and json.loads(log.read_text(encoding="utf-8")).get("settings") != json.loads(
-            json.dumps(asdict(settings))):
-        raise UserError(f"{folder}: holds a simulation with other settings ({log}); use another --out")
+    written = [folder / sub / name for name in names for sub in ("lr", "hr")]
+    refuse_duplicate_outputs(written, "phase maps (same file name, or the name of a synthetic field)")
+    refuse_overwriting_inputs(written + [folder / "manifest.csv", log], phase_files)
+    _check_resumable(folder, log, settings)
+    folder = ensure_writable_dir(out)
     write_text_atomic(log, json.dumps({"settings": asdict(settings), "pairs": []}, indent=2))
     result = Simulation(manifest=folder / "manifest.csv")
     rows = []
-    jobs = [(i, z, s) for i in range(len(sources)) for z in settings.defocus_um for s in settings.coherence]
-    for i, z, s in tqdm(jobs, desc="simulate", unit="pair", disable=not progress):
-        stem, phase = sources[i][0], crop_to_multiple(sources[i][1], k)
-        name = f"{stem}_z{z:g}_s{s:g}.tif"
+    for (i, z, s), name in tqdm(list(zip(jobs, names)), desc="simulate", unit="pair", disable=not progress):
+        stem, phase = sources[i]
         params = {**Acquisition(binning=k, wavelength_um=settings.wavelength_um, na=settings.na, defocus_um=z,
                                 coherence=s, noise=settings.noise).to_dict(), "source": stem}
         if not ((folder / "lr" / name).exists() and (folder / "hr" / name).exists()):  # else: resumed
@@ -231,12 +295,11 @@ def simulate_pairs(phase_files: Sequence[str | os.PathLike], out: str | os.PathL
             write_tiff(folder / "lr" / name, low[None], pixel_size_um=settings.pixel_size_um * k,
                        channel_names=["brightfield"], description={"quantity": "intensity", **params})
             write_phase_map(folder / "hr" / name, phase, wavelength_um=settings.wavelength_um,
-                        pixel_size_um=settings.pixel_size_um, method="simulation ground truth")
+                            pixel_size_um=settings.pixel_size_um, method="simulation ground truth")
         rows.append({"input": f"lr/{name}", "target": f"hr/{name}", "group": stem,
                      "pixel_size_um": settings.pixel_size_um * k, "scale": k})
         result.pairs.append({"name": name, "lr_shape": [n // k for n in phase.shape], "hr_shape": list(phase.shape),
                              **params})
-    write_text_atomic(log, json.dumps({"settings": asdict(settings), "pairs": result.pairs},
-                                                              indent=2))
+    write_text_atomic(log, json.dumps({"settings": asdict(settings), "pairs": result.pairs}, indent=2))
     write_csv_atomic(result.manifest, rows, MANIFEST_COLUMNS)
     return result

@@ -3,7 +3,8 @@
 Files are paired (:func:`pair_files`), read and checked, then scored by
 :class:`~virtualstain.evaluation.scoring.Evaluator`. Everything is computed and checked before
 anything is written, so bad input never leaves a half-written ``metrics.csv`` / ``summary.json`` /
-``report.html``. The files' columns and keys are those of :mod:`virtualstain.evaluation.types`
+``report.html``, and none of them may be one of the files read (checked first, also through links).
+The files' columns and keys are those of :mod:`virtualstain.evaluation.types`
 (lengths ``_um`` with a pixel size, ``_px`` without).
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._atomic import ensure_writable_dir, write_csv_atomic, write_text_atomic
+from ..._atomic import ensure_writable_dir, refuse_overwriting_inputs, write_csv_atomic, write_text_atomic
 from ...data.io import TIFF_SUFFIXES, channels_first_by_axes, read_image
 from ...errors import UserError
 from ...evaluation.scoring import Evaluator
@@ -98,6 +99,9 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
     """
     pairs = pair_files(predictions, targets)
     input_of = {p: i[0] for p, i in pair_files(predictions, inputs, "input")} if inputs is not None else {}
+    if out is not None:
+        read = [p for p, tgts in pairs for p in (p, *tgts)] + list(input_of.values())
+        refuse_overwriting_inputs(_written_files(Path(out), report), read)
     evaluator = Evaluator(readouts, max_panels)
     for pred_path, tgt_paths in pairs:
         pred, meta = read_image(pred_path)
@@ -125,6 +129,10 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
     if out is not None:
         evaluation.out = write_evaluation(evaluation, out, report=report, title=title)
     return evaluation
+
+
+def _written_files(folder: Path, report: bool) -> list[Path]:
+    return [folder / "metrics.csv", folder / "summary.json"] + ([folder / "report.html"] if report else [])
 
 
 def write_evaluation(evaluation: Evaluation, out: str | os.PathLike, *, report: bool = True,

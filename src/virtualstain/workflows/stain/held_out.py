@@ -62,8 +62,8 @@ def predict_held_out(bundle: ModelBundle, samples: list[Sample], plan: SplitPlan
     return out
 
 
-def judge_held_out(held_out: list[HeldOut], bundle: ModelBundle, plan: SplitPlan, out: Path) -> Evaluation | None:
-    """Write the test regions' TIFFs and their judgement into ``out``; None when there is no test region.
+def score_held_out(held_out: list[HeldOut], bundle: ModelBundle) -> Evaluation | None:
+    """Judge the test regions from memory; None when there is none.
 
     The inputs are the baseline (not for super-resolution, whose inputs are on another grid: see
     :mod:`virtualstain.workflows.srqpi.evaluate`).
@@ -73,14 +73,25 @@ def judge_held_out(held_out: list[HeldOut], bundle: ModelBundle, plan: SplitPlan
     scale = bundle.config.scale
     evaluator = Evaluator(max_panels=4)
     for h in held_out:
+        evaluator.add(f"{h.name}.tif", h.prediction, h.target, bundle.output_channel_names,
+                      inputs=h.input if scale == 1 else None,
+                      pixel_size_um=h.pixel_size_um / scale if h.pixel_size_um else None,
+                      region=json.dumps(h.region.to_dict()["bounds"]))
+    return evaluator.finish()
+
+
+def judge_held_out(held_out: list[HeldOut], bundle: ModelBundle, plan: SplitPlan, out: Path) -> Evaluation | None:
+    """Write the test regions' TIFFs and their judgement (:func:`score_held_out`) into ``out``; None when
+    there is no test region."""
+    evaluation = score_held_out(held_out, bundle)
+    if evaluation is None:
+        return None
+    scale = bundle.config.scale
+    for h in held_out:
         target_px = h.pixel_size_um / scale if h.pixel_size_um else None
         for folder, array, names, px in (("prediction", h.prediction, bundle.output_channel_names, target_px),
                                          ("target", h.target, bundle.output_channel_names, target_px),
                                          ("input", h.input, bundle.input_channel_names, h.pixel_size_um)):
             write_tiff(out / folder / f"{h.name}.tif", array, pixel_size_um=px, channel_names=names)
-        evaluator.add(f"{h.name}.tif", h.prediction, h.target, bundle.output_channel_names,
-                      inputs=h.input if scale == 1 else None, pixel_size_um=target_px,
-                      region=json.dumps(h.region.to_dict()["bounds"]))
-    evaluation = evaluator.finish()
     evaluation.out = write_evaluation(evaluation, out, title=f"Held-out test regions ({plan.description})")
     return evaluation

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..._atomic import ensure_writable_dir
+from ..._atomic import ensure_writable_dir, refuse_duplicate_outputs, refuse_overwriting_inputs
 from ...analysis import segment_nuclei
 from ...data.io import check_finite, output_path, read_image, to_channels_first, write_labels
 from ...errors import UserError
@@ -20,11 +21,19 @@ def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *
     """Segment nuclei in each 2D image (``channel`` of multi-channel files); returns (label file, count) pairs.
 
     Lengths are in µm: the pixel size comes from ``pixel_size_um``, else the file, else 1 (pixels).
+    No label file may be one of the images (checked before any work, also through links).
     """
+    for flag, value in (("--pixel-size-um", pixel_size_um), ("--smooth-um", smooth_um),
+                        ("--split-depth-um", split_depth_um), ("--min-area-um2", min_area_um2)):
+        if value is not None and not math.isfinite(value):
+            raise UserError(f"{flag} {value}: give a finite number")
+    paths = [Path(name) for name in images]
+    dests = [output_path(Path(out), path) for path in paths]
+    refuse_overwriting_inputs(dests, paths)
+    refuse_duplicate_outputs(dests, "images (same file name)")
     folder = ensure_writable_dir(out)
     written = []
-    for name in images:
-        path = Path(name)
+    for path in paths:
         array, meta = read_image(path)
         stack = to_channels_first(array, meta, 2, path)
         if channel >= stack.shape[0]:

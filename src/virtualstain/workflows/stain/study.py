@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from ...errors import UserError
 from ...evaluation.study import STUDY_COLUMNS, StudyRow
 from ...report.study import render_study
 from ...training.config import TrainConfig
+from .held_out import predict_held_out, score_held_out
 from .train import train
 
 
@@ -132,6 +134,8 @@ def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, co
     patch = config.patch_size()
     min_length = max(patch[-2:])
     config.training.early_stopping_patience = None
+    if minutes_per_fraction is not None and not (minutes_per_fraction > 0 and math.isfinite(minutes_per_fraction)):
+        raise UserError(f"--minutes-per-fraction {minutes_per_fraction}: give a positive number of minutes")
     config.training.max_minutes = minutes_per_fraction
     table = folder / "study.csv"
     rows = [r for r in _read_done(table) if r.fraction in fractions and r.epochs_requested in epochs]
@@ -148,6 +152,10 @@ def run_study(data: str | os.PathLike | list[Sample], out: str | os.PathLike, co
                 continue
             config.training.max_epochs = n_epochs
             result = train(run_samples, run, config)
+            if result.finished_before and result.bundle is not None:  # stopped after training, before its row
+                result.test = score_held_out(predict_held_out(result.bundle, run_samples, plan_splits(
+                    run_samples, config.split.val_fraction, config.split.test_fraction, config.training.seed)),
+                    result.bundle)
             if result.summary is None or result.test is None:
                 raise UserError(f"{run}: the run has no test regions to judge; give the study data with test rows "
                                 "or a split.test_fraction above 0")

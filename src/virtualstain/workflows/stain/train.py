@@ -34,10 +34,10 @@ from ...errors import UserError
 from ...evaluation.types import Evaluation, ImageRow
 from ...inference.predict import predict
 from ...metrics import pearson_r
-from ...models.bundle import ModelBundle, TrainingRecord, ValidationRecord, save_bundle
+from ...models.bundle import ModelBundle, TrainingRecord, ValidationRecord, load_bundle, save_bundle
 from ...models.registry import build, make_config
-from ...training.config import TrainConfig
-from ...training.fit import fit, prepare_resume
+from ...training.config import TrainConfig, check_hardware
+from ...training.fit import fit, is_finished, prepare_resume
 from .held_out import HeldOut, judge_held_out, predict_held_out
 
 
@@ -56,6 +56,7 @@ class TrainSummary:
     seconds_this_session: float
     patches_per_second: float
     resumed_from: str | None
+    stop_reason: str
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -79,6 +80,9 @@ class TrainResult:
         The judgement of the test regions (None without test regions).
     bundle : ModelBundle or None
         The model as saved in ``model_dir``.
+    finished_before : bool
+        The run had already finished with this config and data: nothing was trained or written again, and
+        ``held_out``/``test`` are empty (the test judgement is in ``RUN/test``).
     """
 
     run_dir: Path
@@ -88,6 +92,8 @@ class TrainResult:
     held_out: list[HeldOut] = field(default_factory=list)
     test: Evaluation | None = None
     bundle: ModelBundle | None = None
+
+    finished_before: bool = False
 
     @property
     def test_rows(self) -> list[ImageRow]:
@@ -134,6 +140,14 @@ def _validation_pearson(bundle: ModelBundle, samples: list[Sample], plan: SplitP
     return np.nanmean(np.array(rs), axis=0).tolist() if rs else []
 
 
+def _finished_result(run: Path) -> TrainResult:
+    """What a finished run recorded (``summary.json``, the bundle), for a rerun that has nothing to do."""
+    recorded = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    summary = TrainSummary(**{f.name: recorded.get(f.name, "") for f in dataclasses.fields(TrainSummary)})
+    bundle = load_bundle(run / "model")
+    return TrainResult(run, run / "model", bundle.validation, summary, bundle=bundle, finished_before=True)
+
+
 def _normalised(samples: list[Sample], x_norm: Normalizer, y_norm: Normalizer) -> list[Sample]:
     return [dataclasses.replace(s, input=x_norm(s.input), target=y_norm(s.target)) for s in samples]
 
@@ -163,6 +177,7 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
     config = (config or TrainConfig()).model_copy(deep=True)
     if max_minutes is not None:
         config.training.max_minutes = max_minutes
+    check_hardware(config)  # before any image is read
     run = ensure_writable_dir(out)
     dims = config.model.spatial_dims
     if isinstance(data, (str, os.PathLike)):
@@ -177,6 +192,10 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
     if not val_regions:
         raise UserError("no validation data after splitting; add split=val rows or raise split.val_fraction")
     scale = common_scale(samples, manifest_path or "samples")
+    data_sha256 = manifest_sha256(manifest_path, samples)
+    if not fresh and is_finished(run, config, data_sha256):
+        return _finished_result(run)
+    resume = prepare_resume(run, config, fresh, data_sha256)
     train_crops = [r.crop(samples[r.sample]) for r in train_regions]
     x_norm = Normalizer.fit([x for x, _ in train_crops], config.data.input_normalization, config.data.percentiles,
                             "inputs")
@@ -198,10 +217,9 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
     train_ds = PatchDataset(sampler, config.training.patches_per_epoch, config.training.seed)
     val_ds = RegionDataset(normalised, val_regions[: config.training.val_max_regions], net_config.size_multiple(),
                            config.training.val_max_size)
-    resume = prepare_resume(run, config, fresh)
     write_text_atomic(run / "config.yaml", config.to_yaml())
     write_text_atomic(run / "splits.json", json.dumps({
-        "mode": plan.mode, "description": plan.description,
+        "mode": plan.mode, "description": plan.description, "data_sha256": data_sha256,
         "samples": [{"name": s.name, "source": s.source, "shape": list(s.spatial_shape)} for s in samples],
         "regions": [r.to_dict() for r in plan.regions]}, indent=2))
     started = time.perf_counter()
@@ -218,7 +236,7 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
         training=TrainingRecord(
             config=config.model_dump(mode="json"), patch_size=list(patch),
             manifest=str(manifest_path) if manifest_path else None,
-            manifest_sha256=manifest_sha256(manifest_path, samples), split_mode=plan.mode, split=plan.description,
+            manifest_sha256=data_sha256, split_mode=plan.mode, split=plan.description,
             n_samples=len(samples),
             input_mean=[float(np.mean([x[c].mean() for x, _ in train_crops])) for c in range(len(names_in))],
             **dataclasses.asdict(fitted)),
