@@ -3,7 +3,8 @@
 Not a test: a wider sweep than ``tests/test_faults_*.py`` (other files, flags and combinations), for
 finding what the tests miss. Each case runs ``virtualstain.cli.main`` in this process and is judged by
 three rules: the exit code is the expected one (2 for a user error); a refusal is one ``error: …`` line
-on stderr with no traceback; no input file changed and no ``*.part`` file is left behind.
+(or click's usage ``Error: …``) on stderr with no traceback; no input file changed (new files beside
+them are allowed) and no ``*.part`` file is left behind.
 
     python benchmarks/fault_matrix.py [--keep DIR]
 
@@ -142,7 +143,7 @@ def _cases(f: dict[str, Path], out: Path) -> list[Case]:
         Case("evaluate", "nan target", ["evaluate", s["img"], s["nan"]]),
         Case("evaluate", "empty target", ["evaluate", s["img"], s["empty"]]),
         Case("evaluate", "--readout x=blobs", ["evaluate", s["img"], s["img"], "--readout", "0=blobs"]),
-        Case("evaluate", "--out over an input", ["evaluate", s["img"], s["img"], "--out", str(f["img"].parent)]),
+        Case("evaluate", "--out is a file", ["evaluate", s["img"], s["img"], "--out", s["phase"]]),
         Case("evaluate", "ok", ["evaluate", s["img"], s["img"], "--out", f"{o}/e_ok"], expect=0),
         Case("focus", "2D image", ["focus", s["img"]]),
         Case("focus", "--n 0", ["focus", s["stack"], "--n", "0"]),
@@ -188,6 +189,37 @@ def _cases(f: dict[str, Path], out: Path) -> list[Case]:
         cases.append(Case("train", f"config {key}", ["train", s["manifest"], "--out", f"{o}/c_{key}", "--config",
                                                      s[f"config_{key}"]]))
     cases.append(Case("train", "--max-minutes -1", ["train", s["manifest"], "--out", f"{o}/mm", "--max-minutes", "-1"]))
+    sim = ["--wavelength-um", "0.55", "--pixel-size-um", "0.65", "--na", "0.25"]
+    cases += [
+        Case("train", "manifest is a folder", ["train", str(f["manifest"].parent), "--out", f"{o}/mf"]),
+        Case("train", "--out is a file", ["train", s["manifest"], "--out", s["img"]]),
+        Case("simulate", "--binning 0", ["simulate", "--synthetic", "1", "--binning", "0", *sim, "--out", f"{o}/s4"]),
+        Case("simulate", "--noise -1", ["simulate", "--synthetic", "1", "--noise", "-1", *sim, "--out", f"{o}/s5"]),
+        Case("simulate", "--coherence 2", ["simulate", "--synthetic", "1", "--coherence", "2", *sim, "--out", f"{o}/s6"]),
+        Case("simulate", "--synthetic-peak-rad 3:1", ["simulate", "--synthetic", "1", "--synthetic-peak-rad", "3:1", *sim,
+                                                      "--out", f"{o}/s7"]),
+        Case("simulate", "nothing to simulate", ["simulate", *sim, "--out", f"{o}/s8"]),
+        Case("drymass", "--interval-h 0", ["drymass", s["phase"], "--labels", s["labels"], "--interval-h", "0",
+                                           "--out", f"{o}/m2.csv"]),
+        Case("drymass", "only a nucleus mask", ["drymass", s["phase"], "--nucleus-mask", s["labels"], "--out",
+                                                f"{o}/m3.csv"]),
+        Case("drymass", "intensity image as phase", ["drymass", s["big4d"], "--labels", s["labels"], "--out",
+                                                     f"{o}/m4.csv"]),
+        Case("phase shifting", "3 frames", ["phase", "shifting", s["stack"], "--out", f"{o}/ps.tif"]),
+        Case("phase qlsi", "reference of another size", ["phase", "qlsi", s["img"], "--reference", s["tiny"],
+                                                         "--wavelength-um", "0.55", "--pitch-term-um", "1",
+                                                         "--out", f"{o}/q.tif"]),
+        Case("evaluate-sr", "--model without NAME=", ["evaluate-sr", s["manifest"], "--model", s["model"], "--out",
+                                                      f"{o}/sr"]),
+        Case("evaluate-sr", "model of another scale", ["evaluate-sr", s["manifest"], "--model", f"m={s['model']}",
+                                                       "--out", f"{o}/sr2"]),
+        Case("study", "--fractions 0", ["study", s["manifest"], "--out", f"{o}/st", "--fractions", "0"]),
+        Case("study", "--epochs 0", ["study", s["manifest"], "--out", f"{o}/st2", "--epochs", "0"]),
+        Case("study", "--minutes-per-fraction -1", ["study", s["manifest"], "--out", f"{o}/st3",
+                                                    "--minutes-per-fraction", "-1"]),
+        Case("demo", "--data missing", ["demo", "--out", f"{o}/d", "--data", f"{o}/nothing"]),
+        Case("info", "weights missing", ["info", str(f["model"].parent / "nothing")]),
+    ]
     return cases
 
 
@@ -202,13 +234,14 @@ def run_case(case: Case, protected: Path) -> tuple[bool, str]:
         except SystemExit as exc:  # click's own usage errors
             code = int(exc.code or 0)
     text = err.getvalue()
-    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    errors = [line for line in text.splitlines() if line.startswith(("error:", "Error:"))]  # ours, click's usage
     problems = []
     if code != case.expect:
         problems.append(f"exit {code}, expected {case.expect}")
     if case.expect == 2 and code == 2 and (len(errors) != 1 or "Traceback" in text):
         problems.append("not one error line")
-    if _digest(protected) != before:
+    after = _digest(protected)
+    if any(after.get(path) != digest for path, digest in before.items()):
         problems.append("an input changed")
     if list(protected.rglob("*.part*")):
         problems.append("a .part file was left")

@@ -429,3 +429,18 @@ def test_info_json_reads_json_only_without_torch(bundle_dir):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["architecture"] == "pics"
+
+
+def test_segment_refuses_stacks_of_more_than_three_axes_and_implausible_lengths(tmp_path, capsys):
+    image = np.random.default_rng(0).normal(size=(2, 3, 24, 24)).astype(np.float32)
+    write_tiff(tmp_path / "zc.tif", image)
+    assert main(["segment", str(tmp_path / "zc.tif"), "--out", str(tmp_path / "labels")]) == 2
+    assert "zc.tif: segment takes 2D images, (Y, X) or (C, Y, X), but this file is (2, 3, 24, 24)" in \
+        capsys.readouterr().err
+    write_tiff(tmp_path / "one.tif", image[0, :1])
+    for flag, value, words in (("--pixel-size-um", "-1", "--pixel-size-um -1.0: give a finite number ≥ 0 (µm)"),
+                               ("--pixel-size-um", "1e4", "--pixel-size-um 10000.0 is outside the plausible range"),
+                               ("--smooth-um", "-2", "--smooth-um -2.0: give a finite number ≥ 0 (µm)")):
+        assert main(["segment", str(tmp_path / "one.tif"), "--out", str(tmp_path / "labels"), flag, value]) == 2
+        assert words in capsys.readouterr().err
+    assert not list(tmp_path.glob("labels/*"))  # no label file written

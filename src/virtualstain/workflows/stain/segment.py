@@ -12,6 +12,7 @@ import numpy as np
 from ..._atomic import ensure_writable_dir, refuse_duplicate_outputs, refuse_overwriting_inputs
 from ...analysis import segment_nuclei
 from ...data.io import check_finite, output_path, read_image, to_channels_first, write_labels
+from ...data.units import check_pixel_size_um
 from ...errors import UserError
 
 
@@ -25,8 +26,9 @@ def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *
     """
     for flag, value in (("--pixel-size-um", pixel_size_um), ("--smooth-um", smooth_um),
                         ("--split-depth-um", split_depth_um), ("--min-area-um2", min_area_um2)):
-        if value is not None and not math.isfinite(value):
-            raise UserError(f"{flag} {value}: give a finite number")
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UserError(f"{flag} {value}: give a finite number ≥ 0 (µm)")
+    check_pixel_size_um(pixel_size_um, required=False)
     paths = [Path(name) for name in images]
     dests = [output_path(Path(out), path) for path in paths]
     refuse_overwriting_inputs(dests, paths)
@@ -35,6 +37,9 @@ def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *
     written = []
     for path in paths:
         array, meta = read_image(path)
+        if array.ndim > 3:
+            raise UserError(f"{path}: segment takes 2D images, (Y, X) or (C, Y, X), but this file is {array.shape} "
+                            f"(axes {meta.axes}); save one plane per file, or its maximum projection")
         stack = to_channels_first(array, meta, 2, path)
         if channel >= stack.shape[0]:
             raise UserError(f"{path}: --channel {channel} but the image has {stack.shape[0]} channel(s); "
