@@ -14,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tifffile
 import torch
 import yaml
 from conftest import tiny_config
@@ -171,3 +173,75 @@ def test_a_bad_config_is_refused_before_torch_loads(tmp_path, synthetic_manifest
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "bad.yaml: training.lr: Input should be greater than 0" in done.stderr
+
+
+def _run_until(cmd: list[str], ready, timeout: float = 120) -> int:
+    """Run ``cmd`` in a new process group, kill -9 it once ``ready()`` holds; the exit code."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.05)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.wait()
+
+
+CLI = [sys.executable, "-c", "import sys; from virtualstain.cli import main; sys.exit(main(sys.argv[1:]))"]
+
+
+def test_predict_killed_mid_batch_resumes_with_the_finished_outputs_kept(tmp_path, trained_run, capsys):
+    images = []
+    for k in range(12):
+        images.append(write_tiff(tmp_path / "in" / f"f{k:02d}.tif",
+                                 make_field((192, 192), seed=k).input.astype("float32"), pixel_size_um=0.5))
+    out = tmp_path / "out"
+    cmd = [*CLI, "predict", str(trained_run.model_dir), *map(str, images), "--out", str(out)]
+    assert _run_until(cmd, lambda: len(list(out.glob("f*.tif"))) >= 2) == -9
+    done = sorted(out.glob("f*.tif"))
+    assert 2 <= len(done) < 12
+    stamps = {p.name: p.stat().st_mtime_ns for p in done}
+    assert main(["predict", str(trained_run.model_dir), *map(str, images), "--out", str(out)]) == 0
+    assert f"({len(done)} up to date, skipped" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("f*.tif")) == [p.name for p in images]
+    assert all(p.stat().st_mtime_ns == stamps[p.name] for p in done)  # finished outputs were kept, not redone
+
+
+def test_simulate_killed_midway_resumes_to_the_same_pairs(tmp_path):
+    args = ["simulate", "--synthetic", "6", "--defocus-um", "2:3", "--wavelength-um", "0.55", "--pixel-size-um",
+            "0.65", "--na", "0.25"]
+    out = tmp_path / "sim"
+    assert _run_until([*CLI, *args, "--out", str(out)], lambda: len(list(out.glob("hr/*.tif"))) >= 2) == -9
+    assert not (out / "manifest.csv").exists() and len(list(out.glob("hr/*.tif"))) < 12
+    assert main([*args, "--out", str(out)]) == 0
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0  # never interrupted
+    for name in ("lr", "hr"):
+        for path in sorted((tmp_path / "whole" / name).glob("*.tif")):
+            assert np.array_equal(read_image(out / name / path.name)[0], read_image(path)[0])
+    assert (out / "manifest.csv").read_text() == (tmp_path / "whole" / "manifest.csv").read_text()
+
+
+def test_a_full_disk_while_predicting_exits_2_and_leaves_no_part_file(tmp_path, trained_run, monkeypatch, capsys):
+    image = write_tiff(tmp_path / "a.tif", make_field((64, 64), seed=1).input.astype("float32"))
+    original = tifffile.imwrite
+
+    def full_disk(path, *args, **kwargs):
+        Path(path).write_bytes(b"II*\0")  # a partial write…
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(tifffile, "imwrite", full_disk)
+    assert main(["predict", str(trained_run.model_dir), str(image), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "the disk is full (No space left on device); free space or choose another --out" in err
+    assert not list((tmp_path / "out").iterdir())  # neither the output nor its temporary file
+    monkeypatch.setattr(tifffile, "imwrite", original)
+
+
+def test_train_prints_no_lightning_advertising_or_resume_notes(tmp_path, synthetic_manifest):
+    run = tmp_path / "run"
+    for epochs in (1, 2):  # the second run resumes into a non-empty folder
+        config = _config(tmp_path, max_epochs=epochs)
+        done = subprocess.run([*CLI, "train", str(synthetic_manifest), "--out", str(run), "--config", str(config)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        for noise in ("litlogger", "Tip", "exists and is not empty", "LeafSpec"):
+            assert noise not in done.stderr
