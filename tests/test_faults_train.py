@@ -245,3 +245,19 @@ def test_train_prints_no_lightning_advertising_or_resume_notes(tmp_path, synthet
         assert done.returncode == 0, done.stderr[-2000:]
         for noise in ("litlogger", "Tip", "exists and is not empty", "LeafSpec"):
             assert noise not in done.stderr
+
+
+def test_the_early_stopping_patience_may_change_between_resumes(tmp_path, synthetic_manifest):
+    from virtualstain.training.lightning_module import EarlyStoppingAsConfigured
+
+    run = tmp_path / "run"
+    assert main(["train", str(synthetic_manifest), "--out", str(run), "--config",
+                 str(_config(tmp_path, max_epochs=1, early_stopping_patience=15))]) == 0
+    off = _config(tmp_path, max_epochs=2, early_stopping_patience=None)  # the way out the issue asked for
+    assert main(["train", str(synthetic_manifest), "--out", str(run), "--config", str(off)]) == 0
+    longer = _config(tmp_path, max_epochs=3, early_stopping_patience=40)
+    assert main(["train", str(synthetic_manifest), "--out", str(run), "--config", str(longer)]) == 0
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 3
+    stopper = EarlyStoppingAsConfigured(monitor="val_loss", patience=40)
+    stopper.load_state_dict({"wait_count": 15, "stopped_epoch": 9, "best_score": torch.tensor(0.5), "patience": 15})
+    assert stopper.patience == 40 and stopper.wait_count == 15  # the saved count, the configured patience

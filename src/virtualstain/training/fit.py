@@ -31,8 +31,8 @@ from .._atomic import write_csv_atomic
 from ..errors import Interrupted, UserError
 from .config import TrainConfig
 
-#: Settings that may change between an interrupted run and its resume: the budget and the display.
-RESUMABLE_CHANGES = {"max_minutes", "max_epochs", "progress_bar", "num_workers"}
+#: Settings that may change between an interrupted run and its resume: when to stop, and the display.
+RESUMABLE_CHANGES = {"max_minutes", "max_epochs", "early_stopping_patience", "progress_bar", "num_workers"}
 
 
 @dataclass
@@ -64,7 +64,8 @@ def _comparable(config: dict) -> dict:
 def prepare_resume(run: Path, config: TrainConfig, fresh: bool, data_sha256: str | None = None) -> Path | None:
     """The checkpoint to resume from, if ``run`` holds an interrupted run with the same settings and data.
 
-    The budget (``max_minutes``, ``max_epochs``) and display settings may change between resumes.
+    The budget (``max_minutes``, ``max_epochs``), the early-stopping patience (null turns it off) and display
+    settings may change between resumes.
     ``fresh`` discards the checkpoints and logs first. ``data_sha256`` is compared with the one recorded
     in ``splits.json`` when the run recorded it.
 
@@ -130,11 +131,11 @@ def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds
         SIGINT (Ctrl-C) or SIGTERM arrived: the last complete epoch is saved, and the same call resumes.
     """
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
+    from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from .lightning_module import AtomicCheckpoints, VirtualStainModule
+    from .lightning_module import AtomicCheckpoints, EarlyStoppingAsConfigured, VirtualStainModule
 
     t = config.training
     module = VirtualStainModule(network, loss=t.loss, optimizer=t.optimizer, lr=t.lr, betas=t.betas,
@@ -144,8 +145,8 @@ def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds
     if t.early_stopping_patience:
         # checked when validation ends, not at the end of the training epoch: an epoch resumed from last.ckpt
         # (saved at validation end) has no fresh validation metric to check
-        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=t.early_stopping_patience,
-                                       check_on_train_epoch_end=False))
+        callbacks.append(EarlyStoppingAsConfigured(monitor="val_loss", mode="min", patience=t.early_stopping_patience,
+                                                   check_on_train_epoch_end=False))
     with _quiet_lightning():  # Lightning's tips and notes appear when the Trainer is made
         trainer = pl.Trainer(
             max_epochs=t.max_epochs,

@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, EarlyStopping
 from torch.utils.data import Dataset
 
 from ..data.patches import PatchSampler
@@ -107,6 +107,17 @@ class VirtualStainModule(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=self.lr_factor,
                                                                patience=self.lr_patience)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
+
+
+class EarlyStoppingAsConfigured(EarlyStopping):
+    """Early stopping whose patience is the one configured now, not the one saved in the checkpoint it resumes
+    from (Lightning restores the saved patience): raising ``training.early_stopping_patience`` between resumes
+    lets a run train on, like raising ``max_epochs``."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience
 
 
 class AtomicCheckpoints(Checkpoint):
