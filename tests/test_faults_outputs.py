@@ -19,6 +19,7 @@ from virtualstain.cli import main
 from virtualstain.data.io import read_image, write_labels, write_tiff
 from virtualstain.data.phase_maps import write_phase_map
 from virtualstain.data.synthetic import make_field
+from virtualstain.errors import UserError
 
 OVERWRITE = "--out would write over this input"
 
@@ -344,3 +345,16 @@ def test_tiny_holograms_exit_2_with_the_smallest_size(tmp_path, capsys, command)
     assert main([*argv, "--out", str(tmp_path / "phase.tif")]) == 0
     assert_unchanged(before)
     assert_no_parts(tmp_path)
+
+
+def test_an_out_file_that_is_an_existing_folder_is_refused(tmp_path, capsys):
+    from virtualstain.workflows.phase.retrieve import focus_planes
+
+    stack = 1 + 0.1 * np.random.default_rng(0).normal(size=(3, 1, 24, 24))
+    write_tiff(tmp_path / "z.tif", stack.astype(np.float32), pixel_size_um=0.5)
+    (tmp_path / "best.tif").mkdir()
+    assert main(["focus", str(tmp_path / "z.tif"), "--out", str(tmp_path / "best.tif")]) == 2  # click: a directory
+    assert "is a directory" in capsys.readouterr().err
+    with pytest.raises(UserError, match="best.tif: is a folder, so no file can be written under this name"):
+        focus_planes(tmp_path / "z.tif", 1, out=tmp_path / "best.tif")  # the Python API, through atomic_path
+    assert not list(tmp_path.glob(".*part*")) and not list((tmp_path / "best.tif").iterdir())

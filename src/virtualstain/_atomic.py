@@ -49,8 +49,16 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
 
     The temporary file keeps ``final``'s suffix so that writers which infer the
     format from the extension behave. On error the temporary file is removed.
+
+    Raises
+    ------
+    UserError
+        ``final`` is an existing folder, or its folder cannot be written.
     """
     final = Path(final)
+    if final.is_dir():
+        raise UserError(f"{final}: is a folder, so no file can be written under this name; give a file name "
+                        "(e.g. --out result.tif) or remove the folder")
     ensure_writable_dir(final.parent)
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.", suffix=".part" + final.suffix)
     os.close(fd)
