@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,11 +82,11 @@ def prepare_resume(run: Path, config: TrainConfig, fresh: bool, data_sha256: str
     last = ckpt_dir / "last.ckpt"
     if not (last.exists() and saved.exists()):
         return None
-    if _comparable(_read_yaml(saved)) != _comparable(config.model_dump(mode="json")):
+    if _comparable(_read_record(saved, yaml.safe_load)) != _comparable(config.model_dump(mode="json")):
         raise UserError(f"{run}: holds an interrupted run with another config ({saved}); use another --out, "
                         "or pass --fresh to discard it")
     splits = run / "splits.json"
-    recorded = _read_json(splits).get("data_sha256") if splits.exists() else None
+    recorded = _read_record(splits, json.loads).get("data_sha256") if splits.exists() else None
     if data_sha256 and recorded and recorded != data_sha256:
         raise UserError(f"{run}: holds a run on other data (the images or the manifest changed since {splits} was "
                         "written); use another --out, or pass --fresh to discard it")
@@ -100,23 +100,18 @@ def is_finished(run: Path, config: TrainConfig, data_sha256: str) -> bool:
     splits = run / "splits.json"
     if not all(p.exists() for p in (saved, summary, last, splits, run / "model" / "model.json")):
         return False
-    if _read_yaml(saved) != config.model_dump(mode="json") or _read_json(splits).get("data_sha256") != data_sha256:
+    if _read_record(saved, yaml.safe_load) != config.model_dump(mode="json"):
         return False
-    return _read_json(summary).get("epochs") == checkpoint_progress(last)[0]
+    if _read_record(splits, json.loads).get("data_sha256") != data_sha256:
+        return False
+    return _read_record(summary, json.loads).get("epochs") == checkpoint_progress(last)[0]
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_record(path: Path, parse: Callable[[str], object]) -> dict:
+    """A run's YAML or JSON record as a dict ({} when it holds something else)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: damaged ({exc}); pass --fresh to start this run again") from None
-    return data if isinstance(data, dict) else {}
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = parse(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: damaged ({exc}); pass --fresh to start this run again") from None
     return data if isinstance(data, dict) else {}
 
