@@ -68,12 +68,14 @@ def test_train_interrupted_by_a_signal_resumes_with_default_early_stopping(tmp_p
         assert f"interrupted: training interrupted by {signal.Signals(signum).name} after {saved} complete epoch(s)" \
                in err and "rerun the same command to resume" in err
     assert not (run / "model").exists() and not (run / "summary.json").exists()  # no model claimed
-    assert not list(run.rglob("*.part"))  # nothing half-written under any name
+    if signum != signal.SIGKILL:  # a graceful stop finishes the file it writes; kill -9 may leave a .part…
+        assert not list(run.rglob("*.part"))
     more = _config(tmp_path, max_epochs=saved + 2)  # the budget may change between resumes
     assert main(["train", str(synthetic_manifest), "--out", str(run), "--config", str(more)]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
     assert summary["epochs"] == saved + 2 and summary["stop_reason"] == "max_epochs"  # continued, not restarted
+    assert not list(run.rglob("*.part"))  # …which the resume removes: nothing half-written is kept
 
 
 def test_a_finished_run_reruns_as_a_no_op_and_trains_on_when_the_budget_grows(tmp_path, synthetic_manifest, capsys):
@@ -180,7 +182,7 @@ def _run_until(cmd: list[str], ready, timeout: float = 120) -> int:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None and not ready():
-        time.sleep(0.05)
+        time.sleep(0.01)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
     return proc.wait()
@@ -191,14 +193,14 @@ CLI = [sys.executable, "-c", "import sys; from virtualstain.cli import main; sys
 
 def test_predict_killed_mid_batch_resumes_with_the_finished_outputs_kept(tmp_path, trained_run, capsys):
     images = []
-    for k in range(12):
+    for k in range(16):  # ≈ 40 ms each on 2 CPU cores: the kill comes a few files after the second
         images.append(write_tiff(tmp_path / "in" / f"f{k:02d}.tif",
-                                 make_field((192, 192), seed=k).input.astype("float32"), pixel_size_um=0.5))
+                                 make_field((256, 256), seed=k).input.astype("float32"), pixel_size_um=0.5))
     out = tmp_path / "out"
     cmd = [*CLI, "predict", str(trained_run.model_dir), *map(str, images), "--out", str(out)]
     assert _run_until(cmd, lambda: len(list(out.glob("f*.tif"))) >= 2) == -9
     done = sorted(out.glob("f*.tif"))
-    assert 2 <= len(done) < 12
+    assert 2 <= len(done) < 16, len(done)
     stamps = {p.name: p.stat().st_mtime_ns for p in done}
     assert main(["predict", str(trained_run.model_dir), *map(str, images), "--out", str(out)]) == 0
     assert f"({len(done)} up to date, skipped" in capsys.readouterr().out

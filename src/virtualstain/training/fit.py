@@ -66,8 +66,8 @@ def prepare_resume(run: Path, config: TrainConfig, fresh: bool, data_sha256: str
 
     The budget (``max_minutes``, ``max_epochs``), the early-stopping patience (null turns it off) and display
     settings may change between resumes.
-    ``fresh`` discards the checkpoints and logs first. ``data_sha256`` is compared with the one recorded
-    in ``splits.json`` when the run recorded it.
+    ``fresh`` discards the checkpoints and logs first; a half-written ``*.ckpt.part`` of a killed run is
+    removed. ``data_sha256`` is compared with the one recorded in ``splits.json`` when the run recorded it.
 
     Raises
     ------
@@ -79,6 +79,8 @@ def prepare_resume(run: Path, config: TrainConfig, fresh: bool, data_sha256: str
     if fresh:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         shutil.rmtree(run / "log", ignore_errors=True)
+    for part in ckpt_dir.glob("*.ckpt.part"):  # a checkpoint being written when the run was killed (kill -9)
+        part.unlink(missing_ok=True)
     last = ckpt_dir / "last.ckpt"
     if not (last.exists() and saved.exists()):
         return None
