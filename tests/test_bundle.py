@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from virtualstain.data.io import read_image
+from virtualstain.data.synthetic import make_field
 from virtualstain.errors import UserError
 from virtualstain.inference.predict import predict
 from virtualstain.models.bundle import load_bundle, save_bundle
@@ -63,18 +63,22 @@ def test_bundles_saved_in_format_1_load_predict_as_before_and_resave_in_format_2
     assert old["format_version"] == 1 and "unet" in old and "network" not in old
     bundle = load_bundle(FORMAT_1 / name)
     assert isinstance(bundle.config, config_type) and bundle.config.scale == scale
-    x, _ = read_image(FORMAT_1 / "input.tif")
-    expected, _ = read_image(FORMAT_1 / f"{name}_expected.tif")
-    out = predict(bundle, x.reshape(1, *x.shape[-2:]), tile_size=0)
-    assert out.shape == expected.reshape(out.shape).shape == (bundle.config.out_channels, 48 * scale, 40 * scale)
-    assert np.allclose(out, expected.reshape(out.shape), atol=1e-5 * float(np.ptp(expected)))
+    x = make_field((48, 40), seed=5, modality="phase", noise=0.0).input.astype(np.float32)  # as when saved
+    expected = json.loads((FORMAT_1 / "expected.json").read_text())[name]  # that release's prediction of x
+    out = predict(bundle, x, tile_size=0)
+    assert list(out.shape) == expected["shape"] == [bundle.config.out_channels, 48 * scale, 40 * scale]
+    tol = 1e-5 * expected["range"]
+    (ys, xs) = np.array(expected["pixels_yx"]).T
+    assert np.allclose(out[:, ys, xs], expected["values"], atol=tol)
+    assert np.allclose(out.mean(axis=(1, 2)), expected["mean"], atol=tol)
+    assert np.allclose(out.std(axis=(1, 2)), expected["std"], atol=tol)
     assert bundle.training.input_mean == old["training"]["input_mean"]
     folder = save_bundle(bundle, tmp_path / name)
     new = json.loads((folder / "model.json").read_text())
     assert new["format_version"] == 2 and "unet" not in new and new["network"]["family"] == config_type.family
     assert {k: new["training"][k] for k in old["training"]} == old["training"]  # nothing recorded is lost
     assert new["acquisition"] == old["acquisition"] and new["validation"] == old["validation"]
-    assert np.array_equal(predict(load_bundle(folder), x.reshape(1, *x.shape[-2:]), tile_size=0), out)
+    assert np.array_equal(predict(load_bundle(folder), x, tile_size=0), out)
 
 
 def test_a_bundle_whose_network_config_is_damaged_is_refused(trained_run, tmp_path):
