@@ -254,7 +254,7 @@ def test_manifests_and_configs_that_are_not_utf8_are_refused(tmp_path, synthetic
     assert main(["train", str(synthetic_manifest), "--out", str(tmp_path / "run"), "--config", str(config)]) == 2
     assert "save it as UTF-8" in capsys.readouterr().err
     (tmp_path / "bom.csv").write_bytes("\ufeffinput,target\n".encode())
-    assert read_text_utf8(tmp_path / "bom.csv", "manifest") == "input,target\n"  # a UTF-8 BOM is fine
+    assert read_text_utf8(tmp_path / "bom.csv", "manifest", "give a CSV") == "input,target\n"  # a UTF-8 BOM is fine
 
 
 def test_a_manifest_row_with_more_cells_than_columns_is_refused(tmp_path, capsys):

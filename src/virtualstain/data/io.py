@@ -218,15 +218,21 @@ def as_float32(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
         raise too_large(path, array.shape) from None
 
 
-def read_text_utf8(path: str | os.PathLike, what: str) -> str:
+def read_text_utf8(path: str | os.PathLike, what: str, give: str) -> str:
     """Read a text file (a manifest, a config) that must be UTF-8 (a UTF-8 byte-order mark is allowed).
+
+    ``what`` names the file in messages; ``give`` says what to give instead when it is missing or a folder.
 
     Raises
     ------
     UserError
-        The file cannot be read, or is UTF-16 / Latin-1 / another encoding: "save it as UTF-8".
+        The file is missing, a folder, unreadable, or UTF-16 / Latin-1 / another encoding: "save it as UTF-8".
     """
     path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: {what} not found; {give}")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; {give}")
     try:
         data = path.read_bytes()
     except OSError as exc:

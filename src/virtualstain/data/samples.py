@@ -221,11 +221,7 @@ def read_manifest(csv_path: str | os.PathLike, spatial_dims: int = 2, input_chan
         or bad files.
     """
     csv_path = Path(csv_path)
-    if not csv_path.exists():
-        raise UserError(f"{csv_path}: manifest not found; give the path of a CSV with columns input,target")
-    if csv_path.is_dir():
-        raise UserError(f"{csv_path}: is a folder; give the path of the manifest CSV (columns input,target)")
-    text = read_text_utf8(csv_path, "manifest")
+    text = read_text_utf8(csv_path, "manifest", "give the path of a CSV with columns input,target")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     lined_rows: list[tuple[int, dict[str, str]]] = []
     try:

@@ -195,11 +195,7 @@ def load_config(path: str | os.PathLike | None) -> TrainConfig:
     if path is None:
         return TrainConfig()
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: config file not found; give a YAML file or leave --config out for defaults")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder; give the path of a YAML config file")
-    text = read_text_utf8(path, "config")
+    text = read_text_utf8(path, "config", "give a YAML file or leave --config out for defaults")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
