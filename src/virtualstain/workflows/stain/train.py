@@ -37,13 +37,14 @@ from ...metrics import pearson_r
 from ...models.bundle import ModelBundle, TrainingRecord, ValidationRecord, load_bundle, save_bundle
 from ...models.registry import build, make_config
 from ...training.config import TrainConfig, check_hardware
-from ...training.fit import fit, is_finished, prepare_resume
+from ...training.fit import FitResult, fit, is_finished, prepare_resume
 from .held_out import HeldOut, judge_held_out, predict_held_out
 
 
 @dataclass
-class TrainSummary:
-    """What ``RUN/summary.json`` records (and ``virtualstain train`` prints)."""
+class TrainSummary(FitResult):
+    """What ``RUN/summary.json`` records (and ``virtualstain train`` prints): the run's split and scores, then
+    what the fit loop did (:class:`~virtualstain.training.fit.FitResult`)."""
 
     model: str
     split_mode: str
@@ -51,15 +52,11 @@ class TrainSummary:
     validation_pearson_r: dict[str, float]
     test_pearson_r: dict[str, float]
     wall_seconds: float
-    best_val_loss: float | None
-    epochs: int
-    seconds_this_session: float
-    patches_per_second: float
-    resumed_from: str | None
-    stop_reason: str
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        fit = {f.name for f in dataclasses.fields(FitResult)}
+        record = dataclasses.asdict(self)
+        return {**{k: v for k, v in record.items() if k not in fit}, **{k: v for k, v in record.items() if k in fit}}
 
 
 @dataclass
