@@ -48,6 +48,8 @@ class ModelSettings(_Strict):
     base_width: int | None = Field(None, ge=1, le=256, description="feature maps at level 0 (preset if empty)")
     max_width: int | None = Field(None, ge=1, le=2048)
     residual: bool | None = None
+    upsampling: Literal["bilinear", "transposed"] | None = Field(
+        None, description="U-Net decoder: bilinear upsampling + 3×3 conv, or a 2×2 transposed conv (preset if empty)")
     downsample_z: bool = Field(True, description="3D only: False keeps Z at full resolution (thin stacks)")
 
 
@@ -105,13 +107,20 @@ class TrainingSettings(_Strict):
     loss: Literal["mse", "mae", "pearson"] = "mse"
     optimizer: Literal["adam", "adadelta"] = "adam"
     lr: float = Field(1e-3, gt=0.0, description="learning rate (Adadelta: 1.0 is usual)")
-    betas: tuple[float, float] = (0.5, 0.999)
-    lr_schedule: Literal["plateau", "none"] = Field(
-        "plateau", description="plateau: multiply lr by lr_factor after lr_patience epochs without a better val_loss")
+    betas: tuple[float, float] = (0.9, 0.999)
+    lr_schedule: Literal["cosine", "plateau", "none"] = Field(
+        "cosine", description="cosine: linear warm-up, then cosine decay to 0 at the end of the budget (time or "
+                              "epochs, whichever ends first); plateau: multiply lr by lr_factor after lr_patience "
+                              "epochs without a better val_loss")
+    warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="cosine: share of the budget spent warming up")
+    ema_decay: float | None = Field(0.998, gt=0.0, lt=1.0, description="exponential moving average of the weights "
+                                    "(per step) used for validation, checkpoints and the bundle; null turns it off")
+    gradient_clip_norm: float | None = Field(1.0, gt=0.0, description="clip the gradients' global norm; null: off")
     lr_patience: int = Field(5, ge=1)
     lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
     batch_size: int = Field(8, ge=1)
-    patches_per_epoch: int = Field(256, ge=1)
+    patches_per_epoch: int | Literal["auto"] = Field(
+        "auto", description="auto: chosen from the training area and the budget (printed by train)")
     max_epochs: int = Field(50, ge=1)
     max_minutes: float | None = Field(None, gt=0.0, description="wall-clock budget over all resumes")
     early_stopping_patience: int | None = Field(15, ge=1)
