@@ -50,7 +50,9 @@ def synthetic_manifest(tmp_path_factory) -> Path:
 def tiny_config(**training):
     from virtualstain.training.config import config_from_dict
 
-    t = {"max_epochs": 2, "patches_per_epoch": 8, "batch_size": 4, "progress_bar": False, "early_stopping_patience": None}
+    # 4 optimizer steps: no warm-up, or the few steps would barely move the weights
+    t = {"max_epochs": 2, "patches_per_epoch": 8, "batch_size": 4, "progress_bar": False, "early_stopping_patience": None,
+         "warmup_fraction": 0.0}
     t.update(training)
     return config_from_dict({"model": TINY_MODEL, "data": {"patch_size": [32, 32]}, "training": t})
 

@@ -18,7 +18,7 @@ TINY_YAML = {
     "model": {"architecture": "pics", "depth": 2, "base_width": 4},
     "data": {"patch_size": [32, 32]},
     "training": {"max_epochs": 2, "patches_per_epoch": 8, "batch_size": 4, "progress_bar": False,
-                 "early_stopping_patience": None},
+                 "early_stopping_patience": None, "warmup_fraction": 0.0},
 }
 
 

@@ -45,7 +45,7 @@ def train(manifest: str, out: str, config_path: str | None, max_minutes: float |
         config.training.max_minutes = max_minutes
     from .workflows.stain.train import train as run_train
 
-    result = run_train(manifest, out, config, fresh=fresh)
+    result = run_train(manifest, out, config, fresh=fresh, log=click.echo)
     s = result.summary
     if s is None:  # a non-zero DDP rank: rank 0 reports
         return
@@ -75,15 +75,17 @@ def train(manifest: str, out: str, config_path: str | None, max_minutes: float |
 @click.option("--memory-mb", type=float, help="Memory budget per tile in MB.")
 @click.option("--match-brightness", is_flag=True, help="Scale each input to the training inputs' mean grey level "
               "(DL-SRQPI brightness correction; other lamp power, exposure or gain).")
+@click.option("--border", type=click.Choice(["mirror", "none"]), default="mirror", show_default=True,
+              help="What the network sees beyond the image's edges: the image mirrored, or zeros (as 0.1.0).")
 def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None, input_channels: str | None,
             tta: bool, overwrite: bool, composite: bool, device: str | None, amp: bool, memory_mb: float | None,
-            match_brightness: bool) -> None:
+            match_brightness: bool, border: Literal["mirror", "none"]) -> None:
     """Predict stains for INPUTS with the bundle MODEL; outputs keep the inputs' names."""
     from .inference.options import PredictOptions
     from .workflows.stain.predict import predict_files
 
     options = PredictOptions(tile_size=tile_size, tta=tta, device=device, memory_budget_mb=memory_mb, amp=amp,
-                             match_brightness=match_brightness, progress=sys.stderr.isatty())
+                             match_brightness=match_brightness, border=border, progress=sys.stderr.isatty())
     written = predict_files(model, inputs, out, options, input_channels=_channels(input_channels),
                             overwrite=overwrite, composite=composite)
     for path in written.removed_parts:

@@ -30,6 +30,8 @@ from torch.utils.data import Dataset
 from .._atomic import write_csv_atomic
 from ..errors import Interrupted, UserError
 from .config import TrainConfig
+from .precision import choose_precision
+from .schedule import CosineBudgetSchedule
 
 #: Settings that may change between an interrupted run and its resume: when to stop, and the display.
 RESUMABLE_CHANGES = {"max_minutes", "max_epochs", "early_stopping_patience", "progress_bar", "num_workers"}
@@ -45,15 +47,6 @@ class FitResult:
     patches_per_second: float
     resumed_from: str | None
     stop_reason: str
-
-
-def precision(setting: str) -> str:
-    """Lightning precision: ``auto`` is bf16-mixed (or 16-mixed) on CUDA, 32-true on CPU."""
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
 
 
 def _comparable(config: dict) -> dict:
@@ -119,8 +112,11 @@ def _read_record(path: Path, parse: Callable[[str], object]) -> dict:
 
 
 def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds: Dataset, run: Path,
-        resume: Path | None) -> FitResult | None:
+        resume: Path | None, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> FitResult | None:
     """Run the Lightning loop; load the best weights into ``network``; return what happened (None off rank 0).
+
+    The weights validated, selected (lowest ``val_loss``) and loaded are the moving average when
+    ``training.ema_decay`` is set. ``loss_fn(prediction, target)`` is the training loss.
 
     Raises
     ------
@@ -128,17 +124,23 @@ def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds
         SIGINT (Ctrl-C) or SIGTERM arrived: the last complete epoch is saved, and the same call resumes.
     """
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from .lightning_module import AtomicCheckpoints, EarlyStoppingAsConfigured, VirtualStainModule
+    from .lightning_module import AtomicCheckpoints, EarlyStoppingAsConfigured, VirtualStainModule, deployable_weights
 
     t = config.training
-    module = VirtualStainModule(network, loss=t.loss, optimizer=t.optimizer, lr=t.lr, betas=t.betas,
-                                lr_schedule=t.lr_schedule, lr_patience=t.lr_patience, lr_factor=t.lr_factor)
+    n_train = len(train_ds)  # type: ignore[arg-type]
+    drop_last = n_train >= t.batch_size
+    steps_per_epoch = n_train // t.batch_size if drop_last else 1
+    schedule = CosineBudgetSchedule(total_steps=t.epoch_limit() * steps_per_epoch,
+                                    budget_seconds=60 * t.max_minutes if t.max_minutes else None,
+                                    warmup=t.warmup_fraction)
+    module = VirtualStainModule(network, loss_fn=loss_fn, optimizer=t.optimizer, lr=t.lr, betas=t.betas,
+                                lr_schedule=t.lr_schedule, schedule=schedule, lr_patience=t.lr_patience,
+                                lr_factor=t.lr_factor, ema_decay=t.ema_decay)
     checkpoints = AtomicCheckpoints(run / "checkpoints")
-    callbacks: list = [checkpoints, LearningRateMonitor(logging_interval="epoch")]
+    callbacks: list = [checkpoints]
     if t.early_stopping_patience:
         # checked when validation ends, not at the end of the training epoch: an epoch resumed from last.ckpt
         # (saved at validation end) has no fresh validation metric to check
@@ -146,10 +148,11 @@ def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds
                                                    check_on_train_epoch_end=False))
     with _quiet_lightning():  # Lightning's tips and notes appear when the Trainer is made
         trainer = pl.Trainer(
-            max_epochs=t.max_epochs,
+            max_epochs=t.epoch_limit(),
             max_time=datetime.timedelta(minutes=t.max_minutes) if t.max_minutes else None,
             accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-            precision=precision(t.precision),  # type: ignore[arg-type]
+            precision=choose_precision(t.precision, t.accelerator).lightning,  # type: ignore[arg-type]
+            gradient_clip_val=t.gradient_clip_norm, gradient_clip_algorithm="norm",
             callbacks=callbacks,
             logger=CSVLogger(save_dir=str(run), name="", version="log", flush_logs_every_n_steps=1),
             default_root_dir=str(run),
@@ -159,9 +162,8 @@ def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds
             num_sanity_val_steps=0,
             deterministic=False,
         )
-    n_train = len(train_ds)  # type: ignore[arg-type]
     train_loader = DataLoader(train_ds, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers,
-                              drop_last=n_train >= t.batch_size, persistent_workers=t.num_workers > 0)
+                              drop_last=drop_last, persistent_workers=t.num_workers > 0)
     val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=0)
     steps_before = checkpoint_progress(resume)[1] if resume else 0
     if resume:
@@ -185,8 +187,7 @@ def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds
     _merge_log_segments(run)
     best_path = checkpoints.best if checkpoints.best.exists() else checkpoints.last
     best = load_checkpoint(best_path)
-    network.load_state_dict({k.removeprefix("network."): v for k, v in best["state_dict"].items()
-                             if k.startswith("network.")})
+    network.load_state_dict(deployable_weights(best["state_dict"]))
     epochs, steps = checkpoint_progress(checkpoints.last)  # read from disk: also right after DDP-spawn
     score = best.get("val_loss")
     return FitResult(
@@ -203,7 +204,7 @@ def _stop_reason(last: Path, config: TrainConfig) -> str:
     """Why training ended: ``max_epochs``, ``early_stopping`` or ``time_budget``."""
     t = config.training
     ckpt = load_checkpoint(last)
-    if int(ckpt["epoch"]) + 1 >= t.max_epochs:
+    if int(ckpt["epoch"]) + 1 >= t.epoch_limit():
         return "max_epochs"
     stopped = [state for key, state in ckpt.get("callbacks", {}).items() if key.startswith("EarlyStopping")]
     if t.early_stopping_patience and any(s.get("wait_count", 0) >= t.early_stopping_patience for s in stopped):

@@ -1,0 +1,137 @@
+"""The training loop's schedule, weight average, precision and automatic choices (issue 13)."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from virtualstain.training import auto, precision
+from virtualstain.training.auto import choose_patches_per_epoch
+from virtualstain.training.lightning_module import deployable_weights, ema_average
+from virtualstain.training.schedule import CosineBudgetSchedule
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    s = CosineBudgetSchedule(total_steps=1000, warmup=0.1, floor=0.0)
+    assert s.factor(50) == pytest.approx(0.5)  # halfway through the warm-up
+    assert s.factor(100) == pytest.approx(1.0)
+    assert s.factor(550) == pytest.approx(0.5)  # halfway through the decay: ½(1 + cos π/2)
+    assert s.factor(100 + 900 * 2 // 3) == pytest.approx(0.5 * (1 + math.cos(2 * math.pi / 3)))
+    assert s.factor(1000) == pytest.approx(0.0) and s.factor(5000) == pytest.approx(0.0)
+    assert CosineBudgetSchedule(1000, warmup=0.1, floor=0.01).factor(1000) == pytest.approx(0.01)
+
+
+def test_cosine_schedule_follows_the_budget_that_ends_first():
+    s = CosineBudgetSchedule(total_steps=10_000, budget_seconds=100.0, warmup=0.0, floor=0.0)
+    assert s.progress(100, elapsed_seconds=50.0) == pytest.approx(0.5)  # a busy machine: time runs out first
+    assert s.factor(100, elapsed_seconds=50.0) == pytest.approx(0.5)
+    assert s.progress(9_000, elapsed_seconds=10.0) == pytest.approx(0.9)  # a fast machine: the steps end first
+    assert s.progress(0, elapsed_seconds=500.0) == 1.0
+
+
+def test_ema_update_matches_the_formula_and_keeps_integer_buffers():
+    update = ema_average(0.9)
+    avg, cur = torch.tensor([1.0]), torch.tensor([3.0])
+    d0 = min(0.9, 1 / 10)  # first average after the copy: (1 + 0) / (10 + 0)
+    assert float(update(avg, cur, 0)) == pytest.approx(d0 * 1 + (1 - d0) * 3)
+    assert float(update(avg, cur, torch.tensor(1000))) == pytest.approx(0.9 * 1 + 0.1 * 3)
+    counter = torch.tensor(7)
+    assert int(update(torch.tensor(3), counter, 5)) == 7
+
+
+def test_the_bundle_gets_the_averaged_weights():
+    state = {"network.w": torch.zeros(1), "ema.module.w": torch.ones(1), "ema.n_averaged": torch.tensor(3)}
+    assert deployable_weights(state) == {"w": torch.ones(1)}
+    assert deployable_weights({"network.w": torch.zeros(1)}) == {"w": torch.zeros(1)}
+
+
+def test_bf16_is_chosen_only_with_native_support(tmp_path, monkeypatch):
+    with_flags, without = tmp_path / "a", tmp_path / "b"
+    with_flags.write_text("flags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
+    without.write_text("flags\t\t: fpu sse avx2\n")
+    assert precision.cpu_has_native_bf16(with_flags) and not precision.cpu_has_native_bf16(without)
+    assert not precision.cpu_has_native_bf16(tmp_path / "missing")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.choose_precision("auto", "auto").lightning == "bf16-mixed"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.choose_precision("auto", "cpu").lightning == "32-true"
+    assert precision.choose_precision("16-mixed").lightning == "16-mixed"
+
+
+def test_patches_per_epoch_rules():
+    p = 128 * 128
+    # one pass over the training area
+    assert choose_patches_per_epoch(100 * p, 0, p, 8).value == 104  # 100 → whole batches
+    # validation ≤ 20 % of an epoch: 4 × 1/3 × val pixels / patch pixels
+    assert choose_patches_per_epoch(10 * p, 300 * p, p, 8).value == 400
+    # a budget caps an epoch at throughput × budget / 20
+    capped = choose_patches_per_epoch(10_000 * p, 0, p, 8, patches_per_second=40.0, budget_seconds=300.0)
+    assert capped.value == 600 and "budget" in capped.reason
+    # at least 4 batches
+    assert choose_patches_per_epoch(p, 0, p, 8).value == 32
+
+
+def test_train_prints_records_and_reuses_its_choices(tmp_path, synthetic_manifest, monkeypatch):
+    from virtualstain.workflows.stain.train import train
+
+    measured = []
+    monkeypatch.setattr("virtualstain.workflows.stain.train.measure_patches_per_second",
+                        lambda *a, **k: measured.append(1) or 50.0)
+    config = tiny_config(patches_per_epoch="auto", max_epochs=1)
+    lines: list[str] = []
+    result = train(synthetic_manifest, tmp_path / "run", config, max_minutes=5, log=lines.append)
+    assert measured == [1]
+    recorded = json.loads((tmp_path / "run" / "choices.json").read_text())
+    assert [c["setting"] for c in recorded] == ["training.precision", "training.patches_per_epoch"]
+    assert lines == [f"{c['setting']} = {c['value']}: {c['reason']}" for c in recorded] == result.summary.choices
+    with open(tmp_path / "run" / "log" / "metrics.csv") as fh:
+        columns = set(next(csv.reader(fh)))
+    assert {"val_pearson", "data_seconds", "step_seconds", "val_seconds", "lr"} <= columns
+    # a resumed run reuses the recorded choices (same epochs, same schedule): no new measurement
+    longer = tiny_config(patches_per_epoch="auto", max_epochs=2)
+    again = train(synthetic_manifest, tmp_path / "run", longer, max_minutes=5, log=lines.append)
+    assert measured == [1] and again.summary.epochs == 2 and again.summary.choices == result.summary.choices
+
+
+def test_checkpoints_hold_the_average_and_the_bundle_ships_it(tmp_path, synthetic_manifest):
+    from virtualstain.training.fit import load_checkpoint
+    from virtualstain.workflows.stain.train import train
+
+    result = train(synthetic_manifest, tmp_path / "run", tiny_config(ema_decay=0.5))
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")["state_dict"]
+    averaged = deployable_weights(best)
+    raw = {k.removeprefix("network."): v for k, v in best.items() if k.startswith("network.")}
+    assert any(not torch.equal(averaged[k], raw[k]) for k in raw)  # the average is not the raw weights
+    shipped = result.bundle.network.state_dict()
+    assert all(torch.equal(shipped[k].float(), averaged[k].float()) for k in averaged)
+
+
+def test_lightning_notes_stay_out_of_the_terminal(tmp_path, synthetic_manifest, capfd):
+    from virtualstain.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text(tiny_config().to_yaml())
+    assert main(["train", str(synthetic_manifest), "--out", str(tmp_path / "run"), "--config", str(path)]) == 0
+    out, err = capfd.readouterr()
+    for chatter in ("GPU available", "TPU available", "Tip", "LeafSpec", "litlogger", "UserWarning"):
+        assert chatter not in out + err, chatter
+    assert "training.precision = " in out
+
+
+def test_measured_throughput_leaves_the_network_unchanged():
+    from virtualstain.data.patches import PatchSampler
+    from virtualstain.data.splits import Region
+    from virtualstain.models.registry import build, make_config
+
+    net = build("pics", make_config("pics", 1, 1, depth=2, base_width=4))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = np.random.default_rng(0).normal(size=(1, 64, 64)).astype(np.float32)
+    sampler = PatchSampler([x], [x], [Region(0, "train", ((0, 64), (0, 64)))], (32, 32))
+    assert auto.measure_patches_per_second(net, sampler, 4, "32-true") > 0
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert all(p.grad is None for p in net.parameters())
