@@ -24,3 +24,17 @@ def test_demo_writes_report_predictions_and_metrics(tmp_path, capsys):
     dry_mass = summary["dry_mass"]  # PICS: nuclear dry mass on the phase input from virtual vs real nuclei
     assert dry_mass["matched_nuclei"] > 20 and abs(dry_mass["nucleus_mass_median_error"]) < 0.2
     assert "## Dry mass of nuclei and cytoplasm (PICS)" in report
+
+
+def test_the_demo_input_alone_is_a_weak_predictor_and_the_cli_default_is_the_workflows():
+    import numpy as np
+
+    from virtualstain.cli import demo
+    from virtualstain.data.synthetic import make_field
+    from virtualstain.workflows.stain.demo import DEMO_EPOCHS
+
+    field = make_field((128, 128), seed=1, modality="brightfield")
+    r = abs(np.corrcoef(field.input[0].ravel(), field.target[0].ravel())[0, 1])
+    phase_r = abs(np.corrcoef(field.phase.ravel(), field.target[0].ravel())[0, 1])
+    assert r < 0.6 < phase_r  # bright field hides what phase shows: the model has something to earn
+    assert next(p.default for p in demo.params if p.name == "epochs") == DEMO_EPOCHS

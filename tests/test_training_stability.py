@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from virtualstain.training import auto, precision
 from virtualstain.training.auto import choose_patches_per_epoch
 from virtualstain.training.lightning_module import deployable_weights, ema_average
@@ -64,24 +64,27 @@ def test_bf16_is_chosen_only_with_native_support(tmp_path, monkeypatch):
 
 
 def test_patches_per_epoch_rules():
-    p = 128 * 128
-    # one pass over the training area
-    assert choose_patches_per_epoch(100 * p, 0, p, 8).value == 104  # 100 → whole batches
-    # validation ≤ 20 % of an epoch: 4 × 1/3 × val pixels / patch pixels
+    p, fast = 128 * 128, auto.Throughput(patches_per_second=40.0, validation_seconds=1.0)
+    # one pass over the training area, in whole batches
+    assert choose_patches_per_epoch(1000 * p, 0, p, 8, fast).value == 1000
+    # validation ≤ 20 % of the time: 4 × 1 s × 40 patches/s = 160 patches at least
+    assert choose_patches_per_epoch(10 * p, 0, p, 8, fast).value == 160
+    # unmeasured (DDP): validation estimated at a third of a training pixel: 4 × 300/3 = 400
     assert choose_patches_per_epoch(10 * p, 300 * p, p, 8).value == 400
-    # a budget caps an epoch at throughput × budget / 20
-    capped = choose_patches_per_epoch(10_000 * p, 0, p, 8, patches_per_second=40.0, budget_seconds=300.0)
+    # a budget caps an epoch at throughput × budget / 20 (but not below the floors)
+    capped = choose_patches_per_epoch(10_000 * p, 0, p, 8, fast, budget_seconds=300.0)
     assert capped.value == 600 and "budget" in capped.reason
-    # at least 4 batches
-    assert choose_patches_per_epoch(p, 0, p, 8).value == 32
+    assert choose_patches_per_epoch(10_000 * p, 0, p, 8, fast, budget_seconds=30.0).value == 160
+    # at least 16 batches
+    assert choose_patches_per_epoch(p, 0, p, 8, auto.Throughput(1000.0, 0.0)).value == 128
 
 
 def test_train_prints_records_and_reuses_its_choices(tmp_path, synthetic_manifest, monkeypatch):
     from virtualstain.workflows.stain.train import train
 
     measured = []
-    monkeypatch.setattr("virtualstain.workflows.stain.train.measure_patches_per_second",
-                        lambda *a, **k: measured.append(1) or 50.0)
+    monkeypatch.setattr("virtualstain.workflows.stain.train.measure_throughput",
+                        lambda *a, **k: measured.append(1) or auto.Throughput(50.0, 0.1))
     config = tiny_config(patches_per_epoch="auto", max_epochs=1)
     lines: list[str] = []
     result = train(synthetic_manifest, tmp_path / "run", config, max_minutes=5, log=lines.append)
@@ -132,6 +135,36 @@ def test_measured_throughput_leaves_the_network_unchanged():
     before = {k: v.clone() for k, v in net.state_dict().items()}
     x = np.random.default_rng(0).normal(size=(1, 64, 64)).astype(np.float32)
     sampler = PatchSampler([x], [x], [Region(0, "train", ((0, 64), (0, 64)))], (32, 32))
-    assert auto.measure_patches_per_second(net, sampler, 4, "32-true") > 0
+    val = [(torch.from_numpy(x), torch.from_numpy(x))]
+    speed = auto.measure_throughput(net, sampler, val, 4, "32-true")
+    assert speed.patches_per_second > 0 and speed.validation_seconds > 0
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert all(p.grad is None for p in net.parameters())
+
+
+def test_a_fixed_number_of_epochs_trains_the_same_model_twice(tmp_path, synthetic_manifest):
+    from virtualstain.workflows.stain.train import train
+
+    a = train(synthetic_manifest, tmp_path / "a", tiny_config()).bundle.network.state_dict()
+    b = train(synthetic_manifest, tmp_path / "b", tiny_config()).bundle.network.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_threads_follow_the_cores_others_leave_free(tmp_path, monkeypatch):
+    from virtualstain.training import threads
+
+    stat = tmp_path / "stat"
+
+    def write(user, nice, system, idle):
+        stat.write_text(f"cpu  {user} {nice} {system} {idle} 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\n")
+
+    write(0, 0, 0, 0)
+    before = threads.sample_cpu(stat)
+    write(150 * threads._HZ // 100, 500, 50 * threads._HZ // 100, 0)  # 2 s busy (niced work not counted)
+    after = threads.sample_cpu(stat)
+    before = threads.CpuSample(wall=0.0, machine_busy=before.machine_busy, own=0.0)
+    after = threads.CpuSample(wall=2.0, machine_busy=after.machine_busy, own=1.0)  # we used 1 s of it
+    assert threads.others_cores(before, after) == pytest.approx(0.5)
+    assert threads.threads_for(2, 0.4) == 2 and threads.threads_for(2, 0.9) == 1 and threads.threads_for(2, 5) == 1
+    assert threads.threads_for(8, 2.2) == 6
+    assert threads.sample_cpu(tmp_path / "absent") is None

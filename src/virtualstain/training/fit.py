@@ -32,6 +32,7 @@ from ..errors import Interrupted, UserError
 from .config import TrainConfig
 from .precision import choose_precision
 from .schedule import CosineBudgetSchedule
+from .threads import FreeCoreThreads
 
 #: Settings that may change between an interrupted run and its resume: when to stop, and the display.
 RESUMABLE_CHANGES = {"max_minutes", "max_epochs", "early_stopping_patience", "progress_bar", "num_workers"}
@@ -112,11 +113,13 @@ def _read_record(path: Path, parse: Callable[[str], object]) -> dict:
 
 
 def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds: Dataset, run: Path,
-        resume: Path | None, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> FitResult | None:
+        resume: Path | None, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        threads: FreeCoreThreads | None = None) -> FitResult | None:
     """Run the Lightning loop; load the best weights into ``network``; return what happened (None off rank 0).
 
     The weights validated, selected (lowest ``val_loss``) and loaded are the moving average when
-    ``training.ema_decay`` is set. ``loss_fn(prediction, target)`` is the training loss.
+    ``training.ema_decay`` is set. ``loss_fn(prediction, target)`` is the training loss. ``threads`` (CPU,
+    one process) keeps torch's thread count at the free cores, epoch by epoch.
 
     Raises
     ------
@@ -138,7 +141,7 @@ def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds
                                     warmup=t.warmup_fraction)
     module = VirtualStainModule(network, loss_fn=loss_fn, optimizer=t.optimizer, lr=t.lr, betas=t.betas,
                                 lr_schedule=t.lr_schedule, schedule=schedule, lr_patience=t.lr_patience,
-                                lr_factor=t.lr_factor, ema_decay=t.ema_decay)
+                                lr_factor=t.lr_factor, ema_decay=t.ema_decay, threads=threads)
     checkpoints = AtomicCheckpoints(run / "checkpoints")
     callbacks: list = [checkpoints]
     if t.early_stopping_patience:

@@ -23,6 +23,7 @@ from ..inference.tiling import pad_to_multiple
 from ..models.inference import memory_format, network_config
 from .losses import pearson_loss
 from .schedule import CosineBudgetSchedule
+from .threads import FreeCoreThreads
 
 
 class PatchDataset(Dataset):
@@ -98,12 +99,14 @@ class VirtualStainModule(pl.LightningModule):
     ema_decay : float, optional
         Keep an exponential moving average of the weights (and BN statistics) with this per-step decay; validation,
         checkpoints' selection and the bundle use it. None: the raw weights.
+    threads : FreeCoreThreads, optional
+        Re-fits torch's thread count to the free cores at the start of every epoch (CPU training).
     """
 
     def __init__(self, network: torch.nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                  optimizer: str = "adam", lr: float = 1e-3, betas: Sequence[float] = (0.9, 0.999),
                  lr_schedule: str = "cosine", schedule: CosineBudgetSchedule | None = None, lr_patience: int = 5,
-                 lr_factor: float = 0.5, ema_decay: float | None = None):
+                 lr_factor: float = 0.5, ema_decay: float | None = None, threads: FreeCoreThreads | None = None):
         super().__init__()
         if lr_schedule == "cosine" and schedule is None:
             raise ValueError("lr_schedule 'cosine' needs its schedule (CosineBudgetSchedule)")
@@ -116,6 +119,7 @@ class VirtualStainModule(pl.LightningModule):
             self.ema = AveragedModel(network, avg_fn=ema_average(ema_decay), use_buffers=True)
             self.ema.requires_grad_(False)
         self._clock = EpochClock()
+        self.threads, self._thread_count = threads, torch.get_num_threads()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x.contiguous(memory_format=self._layout))
@@ -138,6 +142,8 @@ class VirtualStainModule(pl.LightningModule):
         dataset = loader.dataset
         if isinstance(dataset, PatchDataset):
             dataset.epoch = self.current_epoch
+        if self.threads is not None:
+            self._thread_count = self.threads.update()
         self._clock.start_epoch()
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
@@ -162,8 +168,8 @@ class VirtualStainModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         data, compute = self._clock.epoch_split()
         optimizer = self.optimizers().optimizer  # type: ignore[union-attr]
-        self.log_dict({"data_seconds": data, "step_seconds": compute, "lr": optimizer.param_groups[0]["lr"]},
-                      on_epoch=True, sync_dist=True)
+        self.log_dict({"data_seconds": data, "step_seconds": compute, "lr": optimizer.param_groups[0]["lr"],
+                       "threads": float(self._thread_count)}, on_epoch=True, sync_dist=True)
 
     def on_validation_epoch_start(self) -> None:
         self._clock.start_validation()
