@@ -111,14 +111,30 @@ def max_drop_after(metrics_csv: Path, first_epoch: int = 5) -> float:
     return max([a - b for a, b in zip(values, values[1:])] + [0.0])
 
 
-def run_one(dataset: str, manifest: Path, config_path: str, seed: int, minutes: float, out: Path) -> Row:
-    from virtualstain.training.config import load_config
+def label_of(config_path: str, settings: list[str]) -> str:
+    """The row's config name: the YAML's stem (or ``defaults``) and any ``--set`` overrides."""
+    return "+".join(["defaults" if config_path == "defaults" else Path(config_path).stem, *settings])
+
+
+def run_one(dataset: str, manifest: Path, config_path: str, seed: int, minutes: float | None, out: Path,
+            settings: list[str], epochs: int | None = None) -> Row:
+    """Train one row; ``settings`` are ``section.field=value`` overrides (YAML values); ``epochs`` (with
+    ``minutes`` None) trains a fixed amount of work instead of a budget."""
+    import yaml
+
+    from virtualstain.training.config import config_from_dict, load_config
     from virtualstain.workflows.stain.train import train
 
-    config = load_config(None if config_path == "defaults" else config_path)
-    config.training.seed = seed
-    config.training.progress_bar = False
-    label = "defaults" if config_path == "defaults" else Path(config_path).stem
+    data = load_config(None if config_path == "defaults" else config_path).model_dump(mode="json")
+    for setting in settings:
+        key, value = setting.split("=", 1)
+        section, name = key.split(".", 1)
+        data[section][name] = yaml.safe_load(value)
+    data["training"].update(seed=seed, progress_bar=False)
+    if epochs:
+        data["training"].update(max_epochs=epochs, early_stopping_patience=None)
+    config = config_from_dict(data, "bench_learner")
+    label = label_of(config_path, settings)
     run = out / "runs" / dataset / f"{label}_seed{seed}"
     started = time.perf_counter()
     result = train(manifest, run, config, max_minutes=minutes, log=lambda line: print(f"    {line}"))
@@ -166,6 +182,9 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=["defaults", "benchmarks/configs/landed_defaults.yaml"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--epochs", type=int, help="fixed work instead of a budget (equal work across configs)")
+    ap.add_argument("--set", nargs="*", default=[], dest="settings", metavar="SECTION.FIELD=VALUE",
+                    help="overrides applied to every config, e.g. training.loss=mae")
     args = ap.parse_args()
     import torch
 
@@ -173,16 +192,17 @@ def main() -> None:
     record = out / "rows.json"
     rows = [Row(**r) for r in json.loads(record.read_text())] if record.exists() else []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"budget {args.minutes} min per run")
+          f"{f'{args.epochs} epochs' if args.epochs else f'budget {args.minutes} min'} per run")
     for dataset in args.datasets:
         manifest = write_manifest(dataset, data, out / "manifests")
         for config in args.configs:
-            label = "defaults" if config == "defaults" else Path(config).stem
+            label = label_of(config, args.settings)
             for seed in args.seeds:
                 if any((r.dataset, r.config, r.seed) == (dataset, label, seed) for r in rows):
                     continue
                 print(f"{dataset} / {label} / seed {seed}", flush=True)
-                row = run_one(dataset, manifest, config, seed, args.minutes, out)
+                row = run_one(dataset, manifest, config, seed, None if args.epochs else args.minutes, out,
+                              args.settings, args.epochs)
                 print(f"  test r {row.test_r:.3f}, SSIM {row.ssim:.3f}, epochs {row.epochs}, "
                       f"{row.patches_per_second} patches/s, max val-r drop {row.max_val_r_drop_after_5}", flush=True)
                 rows.append(row)

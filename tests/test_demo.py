@@ -1,5 +1,4 @@
-"""`virtualstain demo` runs end to end (5 epochs here, so a busy machine gives the same result;
-the README's run uses a 1.5-minute budget)."""
+"""`virtualstain demo` runs end to end (5 epochs here to keep the suite short; the default is 24)."""
 
 import json
 

@@ -160,7 +160,7 @@ def test_threads_follow_the_cores_others_leave_free(tmp_path, monkeypatch):
 
     write(0, 0, 0, 0)
     before = threads.sample_cpu(stat)
-    write(150 * threads._HZ // 100, 500, 50 * threads._HZ // 100, 0)  # 2 s busy (niced work not counted)
+    write(100 * threads._HZ // 100, 50 * threads._HZ // 100, 50 * threads._HZ // 100, 500)  # 2 s busy, niced too
     after = threads.sample_cpu(stat)
     before = threads.CpuSample(wall=0.0, machine_busy=before.machine_busy, own=0.0)
     after = threads.CpuSample(wall=2.0, machine_busy=after.machine_busy, own=1.0)  # we used 1 s of it
@@ -168,3 +168,11 @@ def test_threads_follow_the_cores_others_leave_free(tmp_path, monkeypatch):
     assert threads.threads_for(2, 0.4) == 2 and threads.threads_for(2, 0.9) == 1 and threads.threads_for(2, 5) == 1
     assert threads.threads_for(8, 2.2) == 6
     assert threads.sample_cpu(tmp_path / "absent") is None
+
+
+def test_new_loss_options_train_end_to_end(tmp_path, synthetic_manifest):
+    from virtualstain.workflows.stain.train import train
+
+    config = tiny_config(loss="mae_msssim", foreground_weight=2.0)
+    result = train(synthetic_manifest, tmp_path / "run", config)
+    assert result.summary.epochs == 2 and math.isfinite(result.summary.best_val_loss)

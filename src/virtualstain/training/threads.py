@@ -4,8 +4,9 @@ Two torch threads on two cores, one of them busy with another process, train *sl
 each operation waits for the thread that lost its core (measured on this 2-core machine, ``pics`` in
 bf16: 40 patches/s idle with 2 threads; with one core busy 9.3 with 2 threads, 21.3 with 1). So before
 training and at the start of every epoch the CPU time others used since the last look is read from
-``/proc/stat`` (busy time of all cores minus this process's own CPU time; ``nice``-d work, which yields
-to us, is not counted), and torch uses ``usable cores − round(others' cores)`` threads, at least one and
+``/proc/stat`` (busy time of all cores, ``nice``-d work included, minus this process's own CPU time: a
+niced job still takes the core whenever one of our threads waits, and measured here it slowed 2-thread
+training as much as an un-niced one), and torch uses ``usable cores − round(others' cores)`` threads, at least one and
 never more than it was given. Elsewhere than Linux the thread count is left alone.
 """
 
@@ -39,9 +40,9 @@ def sample_cpu(stat: Path = Path("/proc/stat")) -> CpuSample | None:
         return None
     if fields[0] != "cpu" or len(fields) < 8:
         return None
-    user, _nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
     steal = int(fields[8]) if len(fields) > 8 else 0
-    return CpuSample(time.monotonic(), (user + system + irq + softirq + steal) / _HZ, time.process_time())
+    return CpuSample(time.monotonic(), (user + nice + system + irq + softirq + steal) / _HZ, time.process_time())
 
 
 def others_cores(before: CpuSample, after: CpuSample) -> float:
