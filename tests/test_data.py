@@ -159,8 +159,11 @@ def test_synthetic_generator_is_deterministic_and_paired():
     assert a.input.shape == (1, 96, 96) and a.target.shape == (2, 96, 96)
     inside = a.nuclei_labels > 0
     assert a.target[0][inside].mean() > 3 * a.target[0][~inside].mean()  # nuclei stain lights up nuclei
-    bf = make_field((8, 48, 48), seed=1, modality="brightfield")
-    assert bf.input.shape == (1, 8, 48, 48) and bf.target.shape == (2, 8, 48, 48)
+    bf = make_field((48, 64), seed=1, modality="brightfield")
+    assert bf.input.shape == (1, 48, 64) and bf.target.shape == (2, 48, 64) and bf.phase.shape == (48, 64)
+    assert np.array_equal(bf.phase, make_field((48, 64), seed=1).phase)  # the same object, seen two ways
+    with pytest.raises(ValueError, match="bright-field input is 2D"):
+        make_field((8, 48, 48), seed=1, modality="brightfield")
 
 
 def test_acquisition_is_read_from_metadata_pooled_over_images_and_written_back():

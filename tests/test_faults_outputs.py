@@ -217,6 +217,8 @@ def test_predict_skips_only_up_to_date_outputs(tmp_path, trained_run, capsys):
     text = capsys.readouterr().out
     assert "redid" in text and "other tta" in text and "(1 redone)" in text
     assert read_image(out / "a.tif")[1].description["tta"] is True
+    assert main(["predict", model, str(a), "--out", str(out), "--tta", "--border", "none"]) == 0  # zeros at the edges
+    assert "other border" in capsys.readouterr().out and read_image(out / "a.tif")[1].description["border"] == "none"
 
     (out / "b.tif").write_bytes(b"")  # a 0-byte file left by a crash
     write_tiff(out / "a.tif", np.zeros((2, 64, 64)), description={"model_sha256": "0" * 64, "source": "a.tif",

@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from virtualstain.data.normalization import Normalizer
+from virtualstain.errors import UserError
 from virtualstain.inference.options import PredictOptions
 from virtualstain.inference.predict import predict
-from virtualstain.inference.tiling import auto_tile_size, count_tiles, pad_to_multiple
+from virtualstain.inference.tiling import auto_tile_size, count_tiles, mirror_margin, pad_to_multiple
 from virtualstain.models.bundle import ModelBundle
+from virtualstain.models.receptive_field import tiling_margin
 from virtualstain.models.registry import build, make_config
 
 
@@ -47,13 +49,13 @@ def test_tiled_equals_whole_2d_awkward_shape(rng):
 def test_tiled_equals_whole_3d_awkward_shape(rng):
     bundle = _bundle(3, depth=3, base_width=2)
     image = rng.normal(size=(1, 13, 301, 257)).astype(np.float32)
-    _check(bundle, image, 96)
+    _check(bundle, image, 224)  # 2 × 2 windows of the mirrored 432 × 392 px (96 px cores: 25, 3× the work)
 
 
 def test_output_is_in_target_units_and_shape_is_kept(rng):
     bundle = _bundle(2, depth=2, base_width=4)
     image = rng.normal(size=(1, 37, 53)).astype(np.float32)
-    out = predict(bundle, image, tile_size=0)
+    out = predict(bundle, image, tile_size=0, border="none")  # the network's own zero padding, as ``raw``
     raw = bundle.network(torch.from_numpy(pad_to_multiple(image, (4, 4))[0])[None]).detach().numpy()[0][:, :37, :53]
     assert np.allclose(out[0], raw[0] * 2.0 + 10.0, atol=1e-4)  # de-normalised: x·scale + offset
 
@@ -75,7 +77,7 @@ def test_auto_tiles_fit_the_budget_with_least_work():
     budget_mb = 2048 * 1200 * per_px / 2 ** 20  # room for a 2048 × 1200 window, not for the whole image
     core = auto_tile_size(cfg, budget_mb, (2048, 2048))
     assert sorted(core) == [1024, 2048]  # one seam, not two: 2 × (2048 × 1136) px of work
-    margin = 112
+    margin = tiling_margin(cfg)[0]  # 144: the exact reach 138 of the bilinear decoder, rounded up to 16
     work = _axis_cost(2048, core[0], 16, margin)[0] * _axis_cost(2048, core[1], 16, margin)[0]
     assert work == 2048 * 2 * (1024 + margin)
     for budget in (64, 256, 1024):  # every window fits; the search beats any square tiling that fits
@@ -91,9 +93,37 @@ def test_auto_tiles_fit_the_budget_with_least_work():
 def test_one_options_object_carries_every_prediction_setting(rng):
     bundle = _bundle(2, depth=2, base_width=4)
     image = rng.normal(size=(1, 45, 38)).astype(np.float32)
-    options = PredictOptions(tile_size=16, tta=True)
-    assert np.array_equal(predict(bundle, image, options), predict(bundle, image, tile_size=16, tta=True))
-    assert np.array_equal(predict(bundle, image, options, tta=False), predict(bundle, image, tile_size=16))
-    assert options.replace(amp=True) == PredictOptions(tile_size=16, tta=True, amp=True) and not options.amp
-    with pytest.raises(TypeError, match=r"unknown prediction option\(s\) \['tiles'\]; known: \['amp', 'device'"):
+    options = PredictOptions(tile_size=16, tta=True, border="none")  # no mirror: 9 tiles per view, not 49
+    assert np.array_equal(predict(bundle, image, options), predict(bundle, image, tile_size=16, tta=True, border="none"))
+    assert np.array_equal(predict(bundle, image, options, tta=False), predict(bundle, image, tile_size=16, border="none"))
+    assert options.replace(amp=True) == PredictOptions(tile_size=16, tta=True, border="none", amp=True) and not options.amp
+    with pytest.raises(TypeError, match=r"unknown prediction option\(s\) \['tiles'\]; known: \['amp', 'border', 'device'"):
         predict(bundle, image, tiles=16)
+
+
+def test_mirror_border_predicts_the_edges_as_the_centre_of_a_mirrored_larger_image(rng):
+    bundle = _bundle(2, depth=2, base_width=4)
+    margin = mirror_margin(bundle.config)
+    assert margin == tiling_margin(bundle.config) == (32, 32)  # reach 30 < 64 px: the whole receptive field
+    image = rng.normal(size=(1, 45, 38)).astype(np.float32)
+    mirrored = predict(bundle, image, tile_size=0)  # border="mirror" by default
+    big = np.pad(image, ((0, 0), (64, 64), (64, 64)), mode="reflect")  # a larger image, mirrored around this one
+    centre = predict(bundle, big, tile_size=0, border="none")[:, 64:-64, 64:-64]
+    zeros = predict(bundle, image, tile_size=0, border="none")
+    span = centre.max() - centre.min()
+    assert np.abs(mirrored - centre).max() < 1e-4 * span
+    assert all(np.abs(zeros - mirrored)[edge].max() > 1e-4 * span  # every edge sees other content…
+               for edge in ((slice(None), 0), (slice(None), -1), (Ellipsis, 0), (Ellipsis, -1)))
+    inner = (slice(None), slice(30, -30), slice(30, -30))  # …pixels beyond the reach of every edge do not
+    assert np.allclose(zeros[inner], mirrored[inner], atol=1e-5)
+    with pytest.raises(UserError, match="--border 'reflect' must be one of"):
+        PredictOptions(border="reflect")  # type: ignore[arg-type]
+
+
+def test_mirror_margin_is_capped_and_tiled_still_equals_whole(rng):
+    bundle = _bundle(2, base_width=4, upsampling="transposed")  # pics with the 0.1.0 decoder
+    assert tiling_margin(bundle.config) == (112, 112) and mirror_margin(bundle.config) == (64, 64)
+    image = rng.normal(size=(1, 77, 130)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"margins of \[112, 112\] px"):  # tiles far smaller than the reach
+        _check(bundle, image, 32)
+    assert mirror_margin(_bundle(3, depth=3, base_width=2).config) == (0, 64, 64)  # reach 66; no mirror in Z

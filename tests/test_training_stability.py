@@ -11,7 +11,7 @@ from conftest import tiny_config
 
 from virtualstain.training import auto, precision
 from virtualstain.training.auto import choose_patches_per_epoch
-from virtualstain.training.lightning_module import deployable_weights, ema_average
+from virtualstain.training.lightning_module import EMAUpdate, deployable_weights
 from virtualstain.training.schedule import CosineBudgetSchedule
 
 
@@ -34,7 +34,9 @@ def test_cosine_schedule_follows_the_budget_that_ends_first():
 
 
 def test_ema_update_matches_the_formula_and_keeps_integer_buffers():
-    update = ema_average(0.9)
+    update = EMAUpdate(0.9)
+    import pickle
+    assert pickle.loads(pickle.dumps(update)) == update  # DDP-spawn pickles the module
     avg, cur = torch.tensor([1.0]), torch.tensor([3.0])
     d0 = min(0.9, 1 / 10)  # first average after the copy: (1 + 0) / (10 + 0)
     assert float(update(avg, cur, 0)) == pytest.approx(d0 * 1 + (1 - d0) * 3)

@@ -1,4 +1,5 @@
-"""Random N-D patch sampling inside split regions, with a signal filter and augmentation.
+"""Random N-D patch sampling inside split regions, with a signal filter and augmentation (geometric on both
+arrays; optionally intensity changes of the input, :mod:`~virtualstain.data.augmentation`).
 
 For super-resolution pairs (``scale`` k) an input patch of p pixels is paired with the target
 patch of k·p pixels covering the same field; regions and patch sizes are in input pixels.
@@ -12,6 +13,7 @@ import numpy as np
 from skimage.filters import threshold_otsu
 
 from ..errors import UserError
+from .augmentation import IntensityAugmentation
 from .splits import Region, scale_slices
 
 
@@ -92,11 +94,14 @@ class PatchSampler:
         Random flips and rotations in YX (90° steps for square patches, 180° otherwise; see :func:`augment`).
     scale : int
         Targets are ``scale``× larger than inputs in Y and X.
+    intensity_augmentation : IntensityAugmentation, optional
+        Random gain, offset, gamma, blur and noise applied to the input patch only, after the geometric
+        augmentation, from the same generator. None (default): none, and the random stream is as without it.
     """
 
     def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], regions: Sequence[Region],
                  patch_size: Sequence[int], min_signal_fraction: float = 0.0, augment: bool = True,
-                 max_tries: int = 20, scale: int = 1):
+                 max_tries: int = 20, scale: int = 1, intensity_augmentation: IntensityAugmentation | None = None):
         if not regions:
             raise UserError("no training regions to sample patches from; check the split settings")
         self.inputs, self.targets, self.regions = inputs, targets, list(regions)
@@ -114,6 +119,7 @@ class PatchSampler:
         self.augment = augment
         self.max_tries = max_tries
         self.scale = int(scale)
+        self.intensity_augmentation = intensity_augmentation
         self.thresholds = (signal_thresholds([targets[r.sample][r.slices(self.scale)] for r in self.regions])
                            if self.min_signal_fraction > 0 else None)
 
@@ -138,6 +144,7 @@ class PatchSampler:
                 if self._has_signal(y):
                     break
                 x, y = self._draw(rng)
-        if self.augment:
-            return augment(x, y, rng)
-        return np.ascontiguousarray(x), np.ascontiguousarray(y)
+        x, y = augment(x, y, rng) if self.augment else (np.ascontiguousarray(x), np.ascontiguousarray(y))
+        if self.intensity_augmentation is not None:
+            x = self.intensity_augmentation(x, rng)
+        return x, y

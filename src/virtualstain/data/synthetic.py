@@ -89,6 +89,8 @@ def make_field(shape: tuple[int, ...] = (256, 256), seed: int = 0, modality: str
     """
     if modality not in ("phase", "brightfield"):
         raise ValueError(f"modality must be 'phase' or 'brightfield', got {modality!r}")
+    if modality == "brightfield" and len(shape) == 3:
+        raise ValueError("the synthetic bright-field input is 2D; use modality='phase' for volumes")
     rng = np.random.default_rng(seed)
     yx = (int(shape[-2]), int(shape[-1]))
     area = yx[0] * yx[1]
@@ -150,8 +152,6 @@ def make_field(shape: tuple[int, ...] = (256, 256), seed: int = 0, modality: str
         phase = phase2d
 
     if modality == "brightfield":
-        if len(shape) == 3:
-            raise ValueError("the synthetic bright-field input is 2D; use modality='phase' for volumes")
         image = brightfield_intensity(phase.astype(np.float64), z_um=BRIGHTFIELD_Z_UM,
                                       wavelength_um=BRIGHTFIELD_WAVELENGTH_UM, pixel_size_um=pixel_size_um,
                                       na_obj=BRIGHTFIELD_NA, coherence=BRIGHTFIELD_COHERENCE, padding="reflect")

@@ -7,14 +7,18 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from ..errors import UserError
+
+#: What the network sees beyond the image's edges (:attr:`PredictOptions.border`).
+BORDERS = ("mirror", "none")
 
 
 @dataclass(frozen=True)
 class PredictOptions:
     """Settings of :func:`~virtualstain.inference.predict.predict` that do not change the model's answer
-    beyond float rounding (except ``tta`` and ``match_brightness``, which are part of the method).
+    beyond float rounding (except ``tta``, ``match_brightness`` and ``border``, which are part of the method).
 
     Attributes
     ----------
@@ -31,6 +35,12 @@ class PredictOptions:
     match_brightness : bool
         Scale each input channel so that its mean equals the training inputs' mean (DL-SRQPI's
         brightness correction C = R·S̄/R̄), for images taken with another lamp power, exposure or gain.
+    border : {"mirror", "none"}
+        What the network sees beyond the image's edges in Y and X. ``"mirror"``: the image is reflect-padded
+        on both sides by the network's reach rounded up to its size multiple, at most 64 px rounded up
+        likewise (:func:`~virtualstain.inference.tiling.mirror_margin`; Z is not padded), and the prediction
+        cropped back, so border pixels see mirrored image content. ``"none"``: the network's zero padding,
+        as virtualstain 0.1.0 predicted (less work; pixels within the reach of an edge differ).
     progress : bool
         Show a progress bar over tiles.
     """
@@ -41,10 +51,11 @@ class PredictOptions:
     memory_budget_mb: float | None = None
     amp: bool = False
     match_brightness: bool = False
+    border: Literal["mirror", "none"] = "mirror"
     progress: bool = False
 
     def __post_init__(self) -> None:
-        """Refuse settings that cannot work (a budget of 0 MB, a negative tile), naming the option."""
+        """Refuse settings that cannot work (a budget of 0 MB, a negative tile, an unknown border), naming the option."""
         budget = self.memory_budget_mb
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
                                    or not 0 < budget < math.inf):
@@ -55,6 +66,9 @@ class PredictOptions:
         if any(isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0 for t in tiles):
             raise UserError(f"--tile-size {self.tile_size} must be a whole number ≥ 0 (0 = whole image; leave it out "
                             "to choose tiles from the memory budget)")
+        if self.border not in BORDERS:
+            raise UserError(f"--border {self.border!r} must be one of {list(BORDERS)} (mirror: the network sees the "
+                            "image mirrored beyond its edges; none: zeros, as virtualstain 0.1.0)")
 
     def replace(self, **changes) -> PredictOptions:
         """A copy with ``changes``; an unknown name raises ``TypeError`` listing the known ones."""

@@ -23,7 +23,9 @@ from .tiling import (
     auto_tile_size,
     count_tiles,
     dihedral_transforms,
+    mirror_margin,
     output_scale,
+    pad_mirror,
     pad_to_multiple,
     predict_padded,
     tiles_for,
@@ -188,7 +190,7 @@ def predict(bundle: ModelBundle, image: np.ndarray, options: PredictOptions | No
     image : numpy.ndarray
         ``(C, Y, X)`` or ``(C, Z, Y, X)`` in the input's raw units, channels as in training.
     options : PredictOptions, optional
-        Tiling, test-time augmentation, device, memory budget, mixed precision, brightness matching.
+        Tiling, test-time augmentation, device, memory budget, mixed precision, brightness matching, border.
     source : str
         Name used in error messages.
     pixel_size_um : float, optional
@@ -234,9 +236,10 @@ def _predict(bundle: ModelBundle, image: np.ndarray, opts: PredictOptions, sourc
     normalized = bundle.input_normalizer(image)
     transforms = dihedral_transforms() if opts.tta else [(0, False)]
     total: np.ndarray | float = 0.0
+    margin = mirror_margin(bundle.config) if opts.border == "mirror" else (0,) * bundle.config.spatial_dims
     for k, flip in transforms:
         view = np.ascontiguousarray(apply_transform(normalized, k, flip))
-        padded, spatial = pad_to_multiple(view, bundle.config.size_multiple())
+        padded, _ = pad_to_multiple(pad_mirror(view, margin), bundle.config.size_multiple())
         tile = resolve_tile(bundle, opts.tile_size, dev, opts.memory_budget_mb, padded.shape[1:],
                             warn=(k, flip) == transforms[0])
         bar = None
@@ -246,7 +249,8 @@ def _predict(bundle: ModelBundle, image: np.ndarray, opts: PredictOptions, sourc
         out = predict_padded(net, padded, tile, dev, amp=opts.amp, progress=bar)
         if bar is not None:
             bar.close()
-        out = out[(slice(None),) + tuple(slice(0, n * f) for n, f in zip(spatial, output_scale(bundle.config)))]
+        out = out[(slice(None),) + tuple(slice(g * f, (g + n) * f)
+                                         for g, n, f in zip(margin, view.shape[1:], output_scale(bundle.config)))]
         total = total + apply_transform(out, k, flip, inverse=True)
     assert isinstance(total, np.ndarray)  # at least the identity transform ran
     return bundle.target_normalizer.inverse(total / len(transforms))

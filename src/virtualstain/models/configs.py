@@ -86,9 +86,14 @@ class UNetConfig(NetworkConfig):
         For 3D: downsample Z too (False = anisotropic, Z kept at full resolution).
     batchnorm : bool
         Batch normalisation before every activation.
+    upsampling : {"transposed", "bilinear"}
+        Decoder upsampling: a 2×2(×2) transposed conv of stride 2 (the default, as in bundles saved before
+        this field existed), or bilinear/trilinear interpolation followed by a 3×3(×3) conv, which has no
+        pixel-level checkerboard (presets of the registry use it).
     """
 
     family: ClassVar[str] = "unet"
+    UPSAMPLING: ClassVar[tuple[str, ...]] = ("transposed", "bilinear")
 
     depth: int = 4
     base_width: int = 32
@@ -96,6 +101,12 @@ class UNetConfig(NetworkConfig):
     residual: bool = False
     downsample_z: bool = True
     batchnorm: bool = True
+    upsampling: str = "transposed"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.upsampling not in self.UPSAMPLING:
+            raise UserError(f"model.upsampling must be one of {list(self.UPSAMPLING)}, got {self.upsampling!r}")
 
     def widths(self) -> list[int]:
         """Feature maps per level, finest first."""
@@ -116,7 +127,7 @@ class UNetConfig(NetworkConfig):
         return tuple(multiple)
 
     def body_reach(self) -> tuple[int, ...]:
-        return tuple(unet_body_reach(self.depth, f) for f in self.factors())
+        return tuple(unet_body_reach(self.depth, f, self.upsampling) for f in self.factors())
 
     def bytes_per_pixel(self) -> float:
         """The skips of every level, two working maps at full width, input and output (float32), times
@@ -128,7 +139,8 @@ class UNetConfig(NetworkConfig):
         return 4.0 * (skips + 2 * widths[0] + self.in_channels + self.out_channels) * self.scale ** 2
 
     def describe(self) -> str:
-        return f"{self.spatial_dims}D U-Net, depth {self.depth}, widths {self.widths()}, residual {self.residual}"
+        return (f"{self.spatial_dims}D U-Net, depth {self.depth}, widths {self.widths()}, residual {self.residual}, "
+                f"{self.upsampling} upsampling")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 For every output pixel of a U-Net, the interval of input pixels it can depend on is
 propagated backwards through the layers: a k×k conv widens an interval by (k−1)/2 on each
-side; a stride-f, kernel-f transposed conv maps output o to input ⌊o/f⌋; a stride-f,
+side; a stride-f, kernel-f transposed conv maps output o to input ⌊o/f⌋; the bilinear decoder
+(``upsampling="bilinear"``) first widens by 1 (its 3×3 conv), then maps fine o to the coarse
+pixels ⌊s⌋ and ⌊s⌋ + 1 around s = (o + ½)/f − ½ (``align_corners=False``; only ⌊s⌋ when s is whole,
+as for f = 1 along a Z that is not downsampled); a stride-f,
 kernel-f down conv maps output i to inputs [f·i, f·i + f − 1]; at each encoder level the
 interval needed by the skip connection is merged with the one needed by the path below.
 Taking the worst case over the f^depth alignments of an output pixel gives the exact
@@ -28,16 +31,26 @@ _HALF_KERNEL = 1  # 3×3 convolutions
 _BICUBIC_REACH = 2  # input pixels on either side used by bicubic interpolation
 
 
-def _reach_one_axis(depth: int, factor: int, position: int) -> tuple[int, int]:
+def _coarse_interval(lo: int, hi: int, factor: int, upsampling: str) -> tuple[int, int]:
+    """Coarse pixels [lo, hi] on which the decoder's upsampling of fine pixels [lo, hi] depends (one axis)."""
+    if upsampling == "transposed":  # kernel f, stride f: fine o comes from coarse ⌊o/f⌋ only
+        return lo // factor, hi // factor
+    lo, hi = lo - _HALF_KERNEL, hi + _HALF_KERNEL  # the 3×3 conv after the upsampling
+    # s = (o + ½)/f − ½ = (2o + 1 − f) / 2f; the weight of ⌊s⌋ + 1 is the fraction of s, 0 when s is whole
+    top, rest = divmod(2 * hi + 1 - factor, 2 * factor)
+    return (2 * lo + 1 - factor) // (2 * factor), top + (rest != 0)
+
+
+def _reach_one_axis(depth: int, factor: int, position: int, upsampling: str) -> tuple[int, int]:
     """Input interval [lo, hi] (level-0 pixels) on which output ``position`` depends."""
     grow = _CONVS_PER_BLOCK * _HALF_KERNEL
     lo = hi = position
     lo, hi = lo - _HALF_KERNEL, hi + _HALF_KERNEL  # output head conv
     skips: list[tuple[int, int]] = []
-    for _level in range(depth):  # decoders, finest to coarsest, then the transposed conv below each
+    for _level in range(depth):  # decoders, finest to coarsest, then the upsampling below each
         lo, hi = lo - grow, hi + grow
         skips.append((lo, hi))
-        lo, hi = lo // factor, hi // factor
+        lo, hi = _coarse_interval(lo, hi, factor, upsampling)
     lo, hi = lo - grow, hi + grow  # bottleneck
     for level in reversed(range(depth)):  # down conv, merge skip, encoder block
         lo, hi = factor * lo, factor * hi + factor - 1
@@ -46,11 +59,15 @@ def _reach_one_axis(depth: int, factor: int, position: int) -> tuple[int, int]:
     return lo, hi
 
 
-def unet_body_reach(depth: int, factor: int) -> int:
-    """Largest one-sided reach of a U-Net output pixel along an axis downsampled by ``factor`` per level."""
+def unet_body_reach(depth: int, factor: int, upsampling: str = "transposed") -> int:
+    """Largest one-sided reach (pixels) of a U-Net output pixel along an axis downsampled by ``factor`` per level.
+
+    ``upsampling`` is the decoder's: ``"transposed"`` (2×2 transposed conv) or ``"bilinear"`` (interpolation
+    with ``align_corners=False``, then a 3×3 conv).
+    """
     worst = 0
     for p in range(factor ** depth):
-        lo, hi = _reach_one_axis(depth, factor, p)
+        lo, hi = _reach_one_axis(depth, factor, p, upsampling)
         worst = max(worst, p - lo, hi - p)
     return worst
 

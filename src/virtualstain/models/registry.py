@@ -5,12 +5,18 @@ or a bundle. Each entry pairs a configuration type with its network and a preset
 builds the configuration from the channel counts and optional overrides.
 
 ``fnet``    U-Net, depth 4, widths 32→512, linear output (Ounkomol et al. 2018).
-``pics``    U-Net, depth 4, widths 16→256 (¼ of the original U-Net's 64→1024, ≈2.0 M parameters),
-            BN before activation, output = input + learned residual (Kandel et al. 2020).
+``pics``    U-Net, depth 4, widths 16→256 (¼ of the original U-Net's 64→1024, ≈2.0 M parameters
+            with its transposed convolutions, ≈2.2 M with the bilinear decoder), BN before activation,
+            output = input + learned residual (Kandel et al. 2020).
 ``sr_unet`` DL-SRQPI (Zhou et al. 2024): bicubic ×k of the input, then a U-Net of depth 4,
             widths 16→256, BN + ReLU, linear output, no residual (intensity in, phase out).
 ``srcnn``   the SRCNN baseline (Dong et al. 2016): bicubic ×k, then 9-1-5 convolutions, 64/32 maps.
 ``unet``    the U-Net with every field free (defaults as ``fnet``).
+
+Every U-Net preset decodes with ``upsampling="bilinear"`` (interpolation + 3×3 conv) instead of the
+papers' 2×2 transposed convolutions, whose period-2 checkerboard issue 13 measured at 26–40× the
+target's Nyquist power (:func:`~virtualstain.metrics.nyquist_power_ratio`). ``UNetConfig`` itself
+keeps ``"transposed"`` as default, so bundles saved without the field load as they were trained.
 
 The super-resolution factor ``scale`` comes from the data (targets k× larger than inputs), so
 every architecture can be trained on k× pairs; ``sr_unet`` and ``srcnn`` are the ones made for it.
@@ -39,11 +45,14 @@ class Architecture:
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "fnet": Architecture(UNetConfig, UNet, {"depth": 4, "base_width": 32, "max_width": 512, "residual": False}),
-    "pics": Architecture(UNetConfig, UNet, {"depth": 4, "base_width": 16, "max_width": 256, "residual": True}),
-    "sr_unet": Architecture(UNetConfig, UNet, {"depth": 4, "base_width": 16, "max_width": 256, "residual": False}),
+    "fnet": Architecture(UNetConfig, UNet, {"depth": 4, "base_width": 32, "max_width": 512, "residual": False,
+                                            "upsampling": "bilinear"}),
+    "pics": Architecture(UNetConfig, UNet, {"depth": 4, "base_width": 16, "max_width": 256, "residual": True,
+                                            "upsampling": "bilinear"}),
+    "sr_unet": Architecture(UNetConfig, UNet, {"depth": 4, "base_width": 16, "max_width": 256, "residual": False,
+                                               "upsampling": "bilinear"}),
     "srcnn": Architecture(SRCNNConfig, SRCNN, {"base_width": 64}),
-    "unet": Architecture(UNetConfig, UNet, {}),
+    "unet": Architecture(UNetConfig, UNet, {"upsampling": "bilinear"}),
 }
 
 

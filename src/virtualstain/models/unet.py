@@ -1,7 +1,10 @@
 """A dimension-generic U-Net (2D or 3D, any number of input and output channels).
 
 Per level: conv-BN-ReLU ×2 (3×3[×3], zero padding 1); down: stride-2 conv (kernel 2)
-+ BN + ReLU; up: transposed conv (kernel 2, stride 2) + BN + ReLU, concatenation with
++ BN + ReLU; up (``upsampling``): either a transposed conv (kernel 2, stride 2) + BN + ReLU
+(``"transposed"``, the fnet/PICS original), or bilinear (2D) / trilinear (3D) interpolation
+(``align_corners=False``) followed by a 3×3[×3] conv + BN + ReLU (``"bilinear"``: every output
+pixel gets the same kind of weights, so no period-2 checkerboard); then concatenation with
 the skip, conv-BN-ReLU ×2; a linear 3×3 output conv (fnet). ``residual=True`` adds the
 input to the output (PICS); when channel counts differ, a learned 1×1 projection of the
 input is added instead. ``downsample_z=False`` keeps Z (anisotropic, for thin stacks).
@@ -28,6 +31,19 @@ def _norm_act(bn, width: int, batchnorm: bool) -> list[nn.Module]:
     return ([bn(width)] if batchnorm else []) + [nn.ReLU(inplace=True)]
 
 
+def _up(config: UNetConfig, c_in: int, c_out: int) -> nn.Sequential:
+    """Decoder upsampling by ``config.factors()`` from ``c_in`` to ``c_out`` feature maps, then BN + ReLU."""
+    conv, convt, bn = _ops(config.spatial_dims)
+    stride, bias = config.factors(), not config.batchnorm
+    if config.upsampling == "transposed":
+        first: list[nn.Module] = [convt(c_in, c_out, stride, stride=stride, bias=bias)]
+    else:
+        mode = "bilinear" if config.spatial_dims == 2 else "trilinear"
+        first = [nn.Upsample(scale_factor=tuple(float(f) for f in stride), mode=mode, align_corners=False),
+                 conv(c_in, c_out, 3, padding=1, bias=bias)]
+    return nn.Sequential(*first, *_norm_act(bn, c_out, config.batchnorm))
+
+
 class DoubleConv(nn.Sequential):
     """(conv 3 → BN → ReLU) × 2."""
 
@@ -50,7 +66,7 @@ class UNet(nn.Module):
         super().__init__()
         self.config = config
         dims, widths, bn_on = config.spatial_dims, config.widths(), config.batchnorm
-        conv, convt, bn = _ops(dims)
+        conv, _, bn = _ops(dims)
         stride = config.factors()
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -64,8 +80,7 @@ class UNet(nn.Module):
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for level in reversed(range(config.depth)):
-            self.ups.append(nn.Sequential(convt(widths[level + 1], widths[level], stride, stride=stride, bias=not bn_on),
-                                          *_norm_act(bn, widths[level], bn_on)))
+            self.ups.append(_up(config, widths[level + 1], widths[level]))
             self.decoders.append(DoubleConv(dims, 2 * widths[level], widths[level], bn_on))
         self.head = conv(widths[0], config.out_channels, 3, padding=1)
         self.skip_projection = None

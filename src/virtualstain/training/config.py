@@ -60,11 +60,16 @@ class DataSettings(_Strict):
 
     input_channels: list[int] | None = Field(None, description="channels/planes of each input file to use")
     input_normalization: Literal["percentile", "zscore", "minmax"] = "percentile"
+    input_normalization_scope: Literal["dataset", "image"] = Field(
+        "dataset", description="dataset: input statistics fitted on the training regions; image: each field of view "
+                               "normalised by its own statistics (same method), in training and prediction")
     target_normalization: Literal["percentile", "zscore", "minmax"] = "percentile"
     percentiles: tuple[float, float] = (1.0, 99.8)
     patch_size: list[int] | None = Field(None, description="(Y, X) or (Z, Y, X); default 128² or 32×64×64")
     min_signal_fraction: float = Field(0.0, ge=0.0, le=1.0, description="skip patches with less target signal")
     augment: bool = True
+    intensity_augmentation: bool = Field(False, description="random gain, offset, gamma, blur and noise on the "
+                                                            "normalised input patches (see data.augmentation)")
     input_channel_names: list[str] | None = None
     target_channel_names: list[str] | None = None
 
@@ -104,7 +109,7 @@ class TrainingSettings(_Strict):
 
     section: ClassVar[str] = "training"
 
-    loss: Literal["mse", "mae", "pearson"] = "mse"
+    loss: Literal["mse", "mae", "pearson", "mae_msssim"] = "mse"
     optimizer: Literal["adam", "adadelta"] = "adam"
     lr: float = Field(1e-3, gt=0.0, description="learning rate (Adadelta: 1.0 is usual)")
     betas: tuple[float, float] = (0.9, 0.999)
@@ -121,7 +126,7 @@ class TrainingSettings(_Strict):
     batch_size: int = Field(8, ge=1)
     patches_per_epoch: int | Literal["auto"] = Field(
         "auto", description="auto: chosen from the training area and the budget (printed by train)")
-    max_epochs: int = Field(50, ge=1)
+    max_epochs: int | None = Field(None, ge=1, description="null: 50 without a time budget, else until the budget ends")
     max_minutes: float | None = Field(None, gt=0.0, description="wall-clock budget over all resumes")
     early_stopping_patience: int | None = Field(15, ge=1)
     seed: int = 0
@@ -131,9 +136,15 @@ class TrainingSettings(_Strict):
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
     precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed"] = "auto"
     num_workers: int = Field(0, ge=0)
-    val_max_size: int = Field(512, ge=16, description="validation regions are centre-cropped to this in YX")
+    val_max_size: int = Field(1024, ge=16, description="validation regions are centre-cropped to this in YX")
     val_max_regions: int = Field(32, ge=1)
     progress_bar: bool = Field(True, description="show a progress bar (on a terminal)")
+    foreground_weight: float = Field(0.0, ge=0.0, description="pixels whose target exceeds the channel's Otsu "
+                                     "threshold weigh 1 + this in the pixel loss (mse, mae, L1 part of mae_msssim)")
+
+    def epoch_limit(self) -> int:
+        """Epochs the run may reach: ``max_epochs``, else 50 without a time budget and unbounded with one."""
+        return self.max_epochs or (1_000_000 if self.max_minutes else 50)
 
     @field_validator("devices")
     @classmethod

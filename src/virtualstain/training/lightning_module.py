@@ -6,6 +6,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -60,21 +61,23 @@ class RegionDataset(Dataset):
         return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def ema_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | int], torch.Tensor]:
-    """The update of an exponential moving average of weights, for :class:`torch.optim.swa_utils.AveragedModel`.
+@dataclass(frozen=True)
+class EMAUpdate:
+    """The update of an exponential moving average of weights, for :class:`torch.optim.swa_utils.AveragedModel`
+    (a class, not a closure, so DDP-spawn can pickle it).
 
     After n updates the average moves towards the weights by 1 − d with d = min(``decay``, (1 + n)/(10 + n)): the
     early average follows the fast-changing weights closely, the later one averages over ≈ 1/(1 − decay) steps.
     Integer buffers (BN's batch counters) take the current value.
     """
 
-    def update(averaged: torch.Tensor, current: torch.Tensor, n_averaged: torch.Tensor | int) -> torch.Tensor:
+    decay: float
+
+    def __call__(self, averaged: torch.Tensor, current: torch.Tensor, n_averaged: torch.Tensor | int) -> torch.Tensor:
         if not averaged.is_floating_point():
             return current
-        d = min(decay, (1.0 + float(n_averaged)) / (10.0 + float(n_averaged)))
+        d = min(self.decay, (1.0 + float(n_averaged)) / (10.0 + float(n_averaged)))
         return averaged + (current - averaged) * (1.0 - d)
-
-    return update
 
 
 class VirtualStainModule(pl.LightningModule):
@@ -116,7 +119,7 @@ class VirtualStainModule(pl.LightningModule):
         self.lr_schedule, self.schedule, self.lr_patience, self.lr_factor = lr_schedule, schedule, lr_patience, lr_factor
         self.ema: AveragedModel | None = None
         if ema_decay is not None:
-            self.ema = AveragedModel(network, avg_fn=ema_average(ema_decay), use_buffers=True)
+            self.ema = AveragedModel(network, avg_fn=EMAUpdate(ema_decay), use_buffers=True)
             self.ema.requires_grad_(False)
         self._clock = EpochClock()
         self.threads, self._thread_count = threads, torch.get_num_threads()

@@ -55,11 +55,12 @@ class _Recipe:
     source: str
     tta: bool
     match_brightness: bool
+    border: str
     input_channels: list[int] | None
 
     def description(self) -> dict:
         return {"model_sha256": self.model_sha256, "source": self.source, "tta": self.tta,
-                "match_brightness": self.match_brightness, "input_channels": self.input_channels}
+                "match_brightness": self.match_brightness, "border": self.border, "input_channels": self.input_channels}
 
 
 class PredictedFiles(list[Path]):
@@ -131,7 +132,7 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
     the model's output channel names and the pixel size; ``composite=True`` adds a PNG.
     No output may be one of the inputs (checked first, also through links). An existing output
     counts as done only if its description records this model's weights hash, the same
-    ``tta``, ``match_brightness``, input channels and source file name, it reads back with the
+    ``tta``, ``match_brightness``, ``border``, input channels and source file name, it reads back with the
     expected shape and, with ``composite``, its PNG exists; otherwise it is predicted again.
     Temporary files left by a killed run are removed first.
 
@@ -168,7 +169,7 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
         image, meta = load_input(path, bundle.config.spatial_dims, channels,
                                  bundle.input_channel_names if input_channels is None else None)
         recipe = _Recipe(model_sha256=bundle.weights_sha256, source=path.name, tta=opts.tta,
-                         match_brightness=opts.match_brightness, input_channels=channels)
+                         match_brightness=opts.match_brightness, border=opts.border, input_channels=channels)
         if dest.exists() and not overwrite:
             existing, reason = _up_to_date(dest, recipe, _expected_shape(bundle, image), bundle.output_channel_names,
                                            composite)

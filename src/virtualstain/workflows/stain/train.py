@@ -18,27 +18,37 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..._atomic import ensure_writable_dir, write_text_atomic
 from ...data.acquisition import Acquisition
+from ...data.augmentation import IntensityAugmentation
 from ...data.normalization import Normalizer
-from ...data.patches import PatchSampler, fit_patch_size
+from ...data.patches import PatchSampler, fit_patch_size, signal_thresholds
 from ...data.samples import Sample, common_input_channels, common_scale, manifest_sha256, read_manifest
-from ...data.splits import SplitPlan, plan_splits
+from ...data.splits import Region, SplitPlan, plan_splits
 from ...errors import UserError
 from ...evaluation.types import Evaluation, ImageRow
 from ...inference.predict import predict
 from ...metrics import pearson_r
 from ...models.bundle import ModelBundle, TrainingRecord, ValidationRecord, load_bundle, save_bundle
 from ...models.registry import build, make_config
+from ...training.auto import Choice, choose_patches_per_epoch, measure_throughput, read_choices, write_choices
 from ...training.config import TrainConfig, check_hardware
 from ...training.fit import FitResult, fit, is_finished, prepare_resume
+from ...training.losses import make_loss
+from ...training.precision import choose_precision
+from ...training.threads import FreeCoreThreads
 from .held_out import HeldOut, judge_held_out, predict_held_out
+
+if TYPE_CHECKING:
+    from ...training.lightning_module import RegionDataset
 
 
 @dataclass
@@ -52,6 +62,7 @@ class TrainSummary(FitResult):
     validation_pearson_r: dict[str, float]
     test_pearson_r: dict[str, float]
     wall_seconds: float
+    choices: list[str]
 
     def to_dict(self) -> dict:
         fit = {f.name for f in dataclasses.fields(FitResult)}
@@ -145,12 +156,35 @@ def _finished_result(run: Path) -> TrainResult:
     return TrainResult(run, run / "model", bundle.validation, summary, bundle=bundle, finished_before=True)
 
 
+def _automatic_choices(config: TrainConfig, run: Path, resume: Path | None, network: torch.nn.Module,
+                       sampler: PatchSampler, train_regions: list[Region], val_ds: RegionDataset) -> list[Choice]:
+    """The settings left on ``auto`` and the arithmetic, each with its reason; a resumed run reuses its record."""
+    t = config.training
+    recorded = read_choices(run / "choices.json") if resume else None
+    if recorded:
+        return recorded
+    precision = choose_precision(t.precision, t.accelerator)
+    choices = [Choice("training.precision", precision.lightning, precision.reason)]
+    if t.patches_per_epoch == "auto":
+        regions = [val_ds[i] for i in range(len(val_ds))]
+        throughput = (measure_throughput(network, sampler, regions, t.batch_size, precision.lightning, seed=t.seed)
+                      if _one_cpu_process(config) else None)  # DDP ranks must agree: no timing there
+        val_pixels = sum(int(np.prod(x.shape[1:])) for x, _ in val_ds.items)
+        choices.append(choose_patches_per_epoch(sum(int(np.prod(r.shape)) for r in train_regions), val_pixels,
+                                                int(np.prod(sampler.patch_size)), t.batch_size, throughput,
+                                                60 * t.max_minutes if t.max_minutes else None))
+    else:
+        choices.append(Choice("training.patches_per_epoch", int(t.patches_per_epoch), "as configured"))
+    return choices
+
+
 def _normalised(samples: list[Sample], x_norm: Normalizer, y_norm: Normalizer) -> list[Sample]:
     return [dataclasses.replace(s, input=x_norm(s.input), target=y_norm(s.target)) for s in samples]
 
 
 def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config: TrainConfig | None = None, *,
-          max_minutes: float | None = None, fresh: bool = False) -> TrainResult:
+          max_minutes: float | None = None, fresh: bool = False, log: Callable[[str], None] | None = None
+          ) -> TrainResult:
     """Train a model on a manifest (or samples) and write ``out/model`` and the run's records.
 
     Parameters
@@ -166,6 +200,8 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
         Wall-clock budget for training (overrides ``training.max_minutes``).
     fresh : bool
         Discard an interrupted run in ``out`` instead of resuming it.
+    log : callable, optional
+        Receives one line per automatic choice (settings left on ``auto``, the arithmetic) before training.
 
     Returns
     -------
@@ -175,6 +211,24 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
     if max_minutes is not None:
         config.training.max_minutes = max_minutes
     check_hardware(config)  # before any image is read
+    threads = FreeCoreThreads() if _one_cpu_process(config) else None
+    try:
+        return _train(data, out, config, fresh, log, threads)
+    finally:
+        if threads is not None:
+            threads.restore()
+
+
+def _one_cpu_process(config: TrainConfig) -> bool:
+    """Training runs in this one process on the CPU (no DDP, no GPU): it may time itself and pick its threads."""
+    t = config.training
+    on_cpu = t.accelerator == "cpu" or (t.accelerator == "auto" and not torch.cuda.is_available())
+    return on_cpu and t.devices in (1, "auto") and t.num_nodes == 1 and t.strategy == "auto"
+
+
+def _train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config: TrainConfig, fresh: bool,
+           log: Callable[[str], None] | None, threads: FreeCoreThreads | None) -> TrainResult:
+    """:func:`train` after the config is settled."""
     run = ensure_writable_dir(out)
     dims = config.model.spatial_dims
     if isinstance(data, (str, os.PathLike)):
@@ -195,32 +249,44 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
     resume = prepare_resume(run, config, fresh, data_sha256)
     train_crops = [r.crop(samples[r.sample]) for r in train_regions]
     x_norm = Normalizer.fit([x for x, _ in train_crops], config.data.input_normalization, config.data.percentiles,
-                            "inputs")
+                            "inputs", config.data.input_normalization_scope)
     y_norm = Normalizer.fit([y for _, y in train_crops], config.data.target_normalization, config.data.percentiles,
                             "targets")
     normalised = _normalised(samples, x_norm, y_norm)
     m = config.model
     net_config = make_config(m.architecture, samples[0].input.shape[0], samples[0].target.shape[0], dims, scale,
                              depth=m.depth, base_width=m.base_width, max_width=m.max_width, residual=m.residual,
-                             downsample_z=None if m.downsample_z else False)
+                             downsample_z=None if m.downsample_z else False, upsampling=m.upsampling)
     torch.manual_seed(config.training.seed)
     network = build(m.architecture, net_config)
     patch = fit_patch_size(config.patch_size(), train_regions, net_config.size_multiple())
     sampler = PatchSampler([s.input for s in normalised], [s.target for s in normalised], train_regions, patch,
-                           config.data.min_signal_fraction, config.data.augment, scale=scale)
+                           config.data.min_signal_fraction, config.data.augment, scale=scale,
+                           intensity_augmentation=IntensityAugmentation() if config.data.intensity_augmentation else None)
 
     from ...training.lightning_module import PatchDataset, RegionDataset
 
-    train_ds = PatchDataset(sampler, config.training.patches_per_epoch, config.training.seed)
-    val_ds = RegionDataset(normalised, val_regions[: config.training.val_max_regions], net_config.size_multiple(),
-                           config.training.val_max_size)
+    val_regions = val_regions[: config.training.val_max_regions]
+    val_ds = RegionDataset(normalised, val_regions, net_config.size_multiple(), config.training.val_max_size)
+    if threads is not None:
+        threads.update()  # the probe below runs with the threads the first epoch will have
+    choices = _automatic_choices(config, run, resume, network, sampler, train_regions, val_ds)
+    for choice in choices:
+        (log or (lambda line: None))(choice.line())
+    patches_per_epoch = next(int(c.value) for c in choices if c.setting == "training.patches_per_epoch")
+    train_ds = PatchDataset(sampler, patches_per_epoch, config.training.seed)
     write_text_atomic(run / "config.yaml", config.to_yaml())
+    write_choices(run / "choices.json", choices)
     write_text_atomic(run / "splits.json", json.dumps({
         "mode": plan.mode, "description": plan.description, "data_sha256": data_sha256,
         "samples": [{"name": s.name, "source": s.source, "shape": list(s.spatial_shape)} for s in samples],
         "regions": [r.to_dict() for r in plan.regions]}, indent=2))
+    t = config.training
+    thresholds = (signal_thresholds([normalised[r.sample].target[r.slices(scale)] for r in train_regions])
+                  if t.foreground_weight else None)
+    loss_fn = make_loss(t.loss, t.foreground_weight, thresholds)
     started = time.perf_counter()
-    fitted = fit(config, network, train_ds, val_ds, run, resume)
+    fitted = fit(config, network, train_ds, val_ds, run, resume, loss_fn, threads)
     if fitted is None:  # a non-zero DDP rank: rank 0 writes the outputs
         return TrainResult(run, run / "model", ValidationRecord())
     names_in, names_out = _channel_names(samples, config)
@@ -247,6 +313,7 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
     test_r = {c: s.pearson_r_mean for c, s in test.channels.items()} if test else {}
     summary = TrainSummary(model=str(model_dir), split_mode=plan.mode, split=plan.description,
                            validation_pearson_r=dict(zip(names_out, val_r)), test_pearson_r=test_r,
-                           wall_seconds=round(time.perf_counter() - started, 1), **dataclasses.asdict(fitted))
+                           wall_seconds=round(time.perf_counter() - started, 1),
+                           choices=[c.line() for c in choices], **dataclasses.asdict(fitted))
     write_text_atomic(run / "summary.json", json.dumps(summary.to_dict(), indent=2))
     return TrainResult(run, model_dir, bundle.validation, summary, held_out, test, bundle)
