@@ -19,7 +19,8 @@ Equal work
     randomly placed patch of CAREamics' dataset, augmented and normalised by CAREamics), and
     ``num_steps`` (Lightning's ``limit_train_batches``) is set to the same number of batches. Everything
     else is CAREamics' ``CAREamist.train`` unchanged. The optimizer steps taken (``trainer.global_step``) are
-    checked after every fit.
+    checked after every fit. A CAREamics run that was killed resumes from its ``last.ckpt`` when the same command
+    runs again with the same ``--out`` (same total steps; its patch order then differs from an unbroken run's).
 Validation
     On the validation region (512 × 77 px) for both, each tool its own way: virtualstain on the whole region,
     CAREamics on fixed random patches of it. CAREamics refuses a validation image smaller than its validation
@@ -281,13 +282,22 @@ def run_careamics(split: Split, seed: int, args: argparse.Namespace, work: Path)
         num_epochs=args.epochs, num_steps=steps_per_epoch,
         early_stopping_params={}, trainer_params={"enable_progress_bar": False, "enable_model_summary": False},
         seed=seed + 1)  # CAREamics refuses seed 0 (it must be > 0)
+    ckpt_dir = work / "checkpoints" / f"care_seed{seed}_0"
+    last = ckpt_dir / f"care_seed{seed}_last.ckpt"
     careamist = CAREamist(config, work_dir=work, enable_progress_bar=False)
+    start_step = start_epoch = 0
+    if last.exists():  # an interrupted run of this seed: resume it (Lightning restores weights, optimizer, loops)
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        start_step, start_epoch = int(state["global_step"]), int(state["epoch"]) + 1
+        careamist.trainer.checkpoint_callback.dirpath = os.path.realpath(ckpt_dir)  # keeps its best-k record
+        careamist.checkpoint_path = last
+        print(f"careamics seed {seed}: resuming {last} (step {start_step}, epoch {start_epoch})", flush=True)
     (x_train, y_train), (x_val, y_val) = split.train, split.val
     started = time.perf_counter()
     multiple = 2 ** int(config.algorithm_config.model.depth)
     side = min(args.patch_size, min(x_val.shape[1:]) // multiple * multiple)  # CAREamics: square, ≤ the image
     val_patch = [side, side]
-    with _epochs_of(args.patches_per_epoch, seed + 1, val_patch):
+    with _epochs_of(args.patches_per_epoch, (seed + 1) * 1000 + start_epoch, val_patch):
         careamist.train(train_data=x_train[0], train_data_target=y_train[0], val_data=x_val[0],
                         val_data_target=y_val[0])
     seconds = time.perf_counter() - started
@@ -303,7 +313,9 @@ def run_careamics(split: Split, seed: int, args: argparse.Namespace, work: Path)
     best = careamist.trainer.checkpoint_callback
     return {
         "tool": "careamics", "config": "CARE defaults", "seed": seed, "careamics_seed": seed + 1,
-        "train_seconds": round(seconds, 1), "patches_per_second": round(args.epochs * args.patches_per_epoch / seconds, 2),
+        "train_seconds": round(seconds, 1),
+        "patches_per_second": round((steps - start_step) * args.batch_size / seconds, 2),
+        "resumed_from_step": start_step or None,
         "optimizer_steps": steps, "epochs": int(trainer.current_epoch),
         "patches_seen": steps * args.batch_size,
         "careamics_val_patch": val_patch,
