@@ -316,6 +316,8 @@ def run_careamics(split: Split, seed: int, args: argparse.Namespace, work: Path)
         "train_seconds": round(seconds, 1),
         "patches_per_second": round((steps - start_step) * args.batch_size / seconds, 2),
         "resumed_from_step": start_step or None,
+        # a resumed run's seconds cover its last session only: the full run's, at this session's rate
+        "train_seconds_full_estimate": round(steps * args.batch_size / ((steps - start_step) * args.batch_size / seconds), 1),
         "optimizer_steps": steps, "epochs": int(trainer.current_epoch),
         "patches_seen": steps * args.batch_size,
         "careamics_val_patch": val_patch,
@@ -390,18 +392,27 @@ def table(rows: list[dict]) -> tuple[str, list[dict]]:
     lines = ["| tool / config | seed | " + " | ".join(c[0] for c in columns) + " |",
              "|---|---|" + "---:|" * len(columns)]
     for r in rows:
-        lines.append(f"| {r['tool']} / {r['config']} | {r['seed']} | "
-                     + " | ".join(_fmt(r.get(key), d) for _, key, d in columns) + " |")
+        cells = [_fmt(r.get(key), d) for _, key, d in columns]
+        if r.get("resumed_from_step") and r.get("train_seconds_full_estimate"):  # see run_careamics
+            cells[[c[1] for c in columns].index("train_seconds")] = f"{r['train_seconds_full_estimate']:.0f}*"
+        lines.append(f"| {r['tool']} / {r['config']} | {r['seed']} | " + " | ".join(cells) + " |")
     means = []
     for name in dict.fromkeys((r["tool"], r["config"]) for r in rows):
         group = [r for r in rows if (r["tool"], r["config"]) == name]
         mean = {"tool": name[0], "config": name[1], "seeds": [r["seed"] for r in group]}
         for _, key, _ in columns:
-            values = [r[key] for r in group if isinstance(r.get(key), (int, float))]
+            if key == "train_seconds":
+                values = [r.get("train_seconds_full_estimate") if r.get("resumed_from_step") else r.get(key)
+                          for r in group]
+                values = [v for v in values if isinstance(v, (int, float))]
+            else:
+                values = [r[key] for r in group if isinstance(r.get(key), (int, float))]
             mean[key] = float(np.mean(values)) if values else math.nan
         means.append(mean)
         lines.append(f"| **{name[0]} / {name[1]}** | mean | "
                      + " | ".join(_fmt(mean[key], d) for _, key, d in columns) + " |")
+    if any(r.get("resumed_from_step") for r in rows):
+        lines.append("\n\\* resumed after an interruption: the full run's seconds at its last session's patches/s")
     return "\n".join(lines), means
 
 
