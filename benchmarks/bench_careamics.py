@@ -287,7 +287,7 @@ def run_careamics(split: Split, seed: int, args: argparse.Namespace, work: Path)
     careamist = CAREamist(config, work_dir=work, enable_progress_bar=False)
     start_step = start_epoch = 0
     if last.exists():  # an interrupted run of this seed: resume it (Lightning restores weights, optimizer, loops)
-        state = torch.load(last, map_location="cpu", weights_only=False)
+        state = torch.load(last, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
         start_step, start_epoch = int(state["global_step"]), int(state["epoch"]) + 1
         careamist.trainer.checkpoint_callback.dirpath = os.path.realpath(ckpt_dir)  # keeps its best-k record
         careamist.checkpoint_path = last
