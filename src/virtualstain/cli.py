@@ -161,7 +161,7 @@ def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], p
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.argument("images", nargs=-1, metavar="IMAGES...", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the label TIFFs.")
 @click.option("--pixel-size-um", type=float,
               help="µm per pixel (default: from the file, else lengths are scaled to the nuclei in the image).")
@@ -171,26 +171,66 @@ def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], p
 @click.option("--min-area-um2", type=float,
               help="Smaller objects are dropped [20 µm²; no pixel size: 5 % of a disc of diameter d].")
 @click.option("--channel", default=0, show_default=True, type=int, help="Channel of multi-channel images.")
+@click.option("--method", type=click.Choice(["classical", "learned"]), default="classical", show_default=True,
+              help="classical: threshold + distance watershed (lengths below); learned: the shipped U-Net, sized "
+                   "to the nuclei of each image.")
 @click.option("--track", "track_too", is_flag=True,
               help="IMAGES are the frames of a time-lapse, in order: also link the nuclei into tracks and write "
                    "the Cell Tracking Challenge result (maskTTT.tif, res_track.txt) into OUT/tracks.")
+@click.option("--cells", "cells_stain", type=click.Path(),
+              help="Instead of IMAGES: a cytoplasm or membrane stain (real or virtual) whose cells grow from the "
+                   "--nuclei; writes OUT/<stem>_cells.tif, _nuclei.tif, _cytoplasm.tif (cell k contains nucleus k).")
+@click.option("--nuclei", "nuclei_file", type=click.Path(),
+              help="With --cells: the same field's nuclear stain (segmented as IMAGES are) or its label TIFF.")
+@click.option("--cell-stain", type=click.Choice(["cytoplasm", "membrane"]), default="cytoplasm", show_default=True,
+              help="With --cells: bright over the whole cell (cytoplasm) or bright cell outlines (membrane).")
 def segment(images: tuple[str, ...], out: str, pixel_size_um: float | None, smooth_um: float | None,
-            split_depth_um: float | None, min_area_um2: float | None, channel: int, track_too: bool) -> None:
+            split_depth_um: float | None, min_area_um2: float | None, channel: int, method: str, track_too: bool,
+            cells_stain: str | None, nuclei_file: str | None, cell_stain: Literal["cytoplasm", "membrane"]) -> None:
     """Segment nuclei in IMAGES; one instance-label TIFF (0 = background) per image, same file name.
+
+    With --cells STAIN --nuclei NUCLEI (no IMAGES): the cells of one field, seeded by its nuclei.
 
     d is the typical nucleus diameter estimated from each image when no pixel size is known; lengths given
     without a pixel size are in pixels.
     """
+    if cells_stain is not None or nuclei_file is not None:
+        _segment_cells(images, out, cells_stain, nuclei_file, cell_stain, track_too, pixel_size_um=pixel_size_um,
+                       smooth_um=smooth_um, split_depth_um=split_depth_um, min_area_um2=min_area_um2, channel=channel)
+        return
+    if not images:  # IMAGES may be left out only with --cells: else click's own message for a required argument
+        ctx = click.get_current_context()
+        raise click.MissingParameter(ctx=ctx, param=next(p for p in ctx.command.params if p.name == "images"))
     from .workflows.stain.segment import segment_files
 
     written = segment_files(images, out, pixel_size_um=pixel_size_um, smooth_um=smooth_um,
-                            split_depth_um=split_depth_um, min_area_um2=min_area_um2, channel=channel)
+                            split_depth_um=split_depth_um, min_area_um2=min_area_um2, channel=channel,
+                            method="learned" if method == "learned" else "classical")
     for item in written:
-        click.echo(f"{item.labels}\t{item.count} nuclei\t({item.lengths.reason})")
+        click.echo(f"{item.labels}\t{item.count} nuclei\t({item.how})")
     if track_too:
         from .workflows.stain.track import track_files
 
         click.echo(track_files([item.labels for item in written], Path(out) / "tracks").line())
+
+
+def _segment_cells(images: tuple[str, ...], out: str, cells_stain: str | None, nuclei_file: str | None,
+                   cell_stain: Literal["cytoplasm", "membrane"], track_too: bool, **lengths) -> None:
+    """``segment --cells STAIN --nuclei NUCLEI``: refuse mixed modes, then write the three label files."""
+    if cells_stain is None:
+        raise UserError(f"{nuclei_file}: --nuclei needs --cells STAIN.tif (the cytoplasm or membrane stain of the "
+                        "same field); to segment nuclei only, give the image as IMAGES")
+    if nuclei_file is None:
+        raise UserError(f"{cells_stain}: --cells needs --nuclei NUCLEI.tif (the same field's nuclear stain or its "
+                        "label TIFF)")
+    if images:
+        raise UserError(f"{images[0]}: give either IMAGES (nuclei) or --cells with --nuclei (one field), not both; "
+                        "run segment twice")
+    if track_too:
+        raise UserError(f"{cells_stain}: --track links nuclei through IMAGES; it does not apply to --cells")
+    from .workflows.stain.segment_cells import segment_cells_files
+
+    click.echo(segment_cells_files(cells_stain, nuclei_file, out, kind=cell_stain, **lengths).line())
 
 
 @cli.command()

@@ -5,7 +5,8 @@ from .features import FEATURES, FeatureAgreement, feature_agreement, object_feat
 from .matching import MatchResult, match_objects
 from .nucleus_size import NucleusSize, SegmentationLengths, estimate_nucleus_diameter, segmentation_lengths
 from .segmentation import segment_nuclei
+from .whole_cells import CellSegmentation, segment_cells
 
-__all__ = ["FEATURES", "FeatureAgreement", "MatchResult", "NucleusSize", "SegmentationLengths",
-           "estimate_nucleus_diameter", "feature_agreement", "match_objects", "object_features",
+__all__ = ["FEATURES", "CellSegmentation", "FeatureAgreement", "MatchResult", "NucleusSize", "SegmentationLengths",
+           "estimate_nucleus_diameter", "feature_agreement", "match_objects", "object_features", "segment_cells",
            "segment_cells_from_junctions", "segment_nuclei", "segmentation_lengths"]

@@ -7,11 +7,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from ..._atomic import ensure_writable_dir, refuse_duplicate_outputs, refuse_overwriting_inputs
-from ...analysis import SegmentationLengths, segment_nuclei, segmentation_lengths
+from ...analysis import segment_nuclei, segmentation_lengths
 from ...data.io import check_finite, output_path, read_image, to_channels_first, write_labels
 from ...data.units import check_pixel_size_um
 from ...errors import UserError
@@ -19,17 +20,22 @@ from ...errors import UserError
 
 @dataclass(frozen=True)
 class Segmented:
-    """One segmented image: the label file written, its nucleus count and where the lengths came from."""
+    """One segmented image: the label file written, its nucleus count and how it was segmented."""
 
     labels: Path
     count: int
-    lengths: SegmentationLengths
+    how: str
 
 
 def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *, pixel_size_um: float | None = None,
                   smooth_um: float | None = None, split_depth_um: float | None = None,
-                  min_area_um2: float | None = None, channel: int = 0) -> list[Segmented]:
+                  min_area_um2: float | None = None, channel: int = 0,
+                  method: Literal["classical", "learned"] = "classical") -> list[Segmented]:
     """Segment nuclei in each 2D image (``channel`` of multi-channel files).
+
+    ``method="learned"`` uses the shipped learned segmenter
+    (:func:`~virtualstain.workflows.stain.nuclei_segmenter.segment_nuclei_learned`), which sizes the nuclei
+    from the image itself; the length options apply to the classical method only.
 
     Lengths are in µm; the pixel size comes from ``pixel_size_um``, else the file. Lengths not given are
     1 µm (smoothing σ), 0.5 µm (split depth) and 20 µm² (minimum area) with a pixel size; without one they
@@ -60,10 +66,17 @@ def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *
         image = stack[channel].astype(np.float32)
         check_finite(image, path)
         known = pixel_size_um or meta.pixel_size_um
-        lengths = segmentation_lengths(image, known)
-        given = {"smooth_um": smooth_um, "split_depth_um": split_depth_um, "min_area_um2": min_area_um2}
-        labels = segment_nuclei(image, **{**lengths.kwargs(), **{k: v for k, v in given.items() if v is not None}})
+        if method == "learned":
+            from .nuclei_segmenter import segment_nuclei_learned
+
+            learned = segment_nuclei_learned(image)
+            labels, how = learned.labels, learned.describe()
+        else:
+            lengths = segmentation_lengths(image, known)
+            given = {"smooth_um": smooth_um, "split_depth_um": split_depth_um, "min_area_um2": min_area_um2}
+            labels = segment_nuclei(image, **{**lengths.kwargs(), **{k: v for k, v in given.items() if v is not None}})
+            how = lengths.reason
         dest = output_path(folder, path)
         write_labels(dest, labels, pixel_size_um=known)
-        written.append(Segmented(dest, int(labels.max()), lengths))
+        written.append(Segmented(dest, int(labels.max()), how))
     return written
