@@ -102,3 +102,24 @@ def test_learned_segmenter_sizes_itself_on_another_microscope(data_dir):
     result = segment_nuclei_learned(image)
     assert result.scale == pytest.approx(24 / 49, rel=0.25)
     assert match_objects(result.labels, tifffile.imread(src / "nuclei_labels.tif")).f1 >= 0.85
+
+
+def test_the_judge_segments_both_images_with_the_given_segmenter_at_the_targets_scale():
+    """object_readout hands prediction and target to the injected segmenter with one diameter: the target's."""
+    from virtualstain.analysis.readouts import object_readout
+
+    labels = _touching_discs()
+    target = (labels > 0) * 100.0 + 10
+    prediction = ndi.gaussian_filter(target, 3)  # blurrier: its own size estimate would differ
+    seen = []
+
+    def segmenter(image, diameter_px):
+        seen.append(diameter_px)
+        return labels
+
+    readout = object_readout(prediction, target, "nuclei", pixel_size_um=None, nuclei_segmenter=segmenter)
+    assert len(seen) == 2 and seen[0] == seen[1]
+    from virtualstain.analysis import estimate_nucleus_diameter
+
+    assert seen[0] == estimate_nucleus_diameter(target).diameter_px
+    assert readout.match.f1 == 1.0

@@ -135,8 +135,10 @@ def study(manifest: str, out: str, config_path: str | None, fractions: str, epoc
 @click.option("--readout", "readouts", multiple=True,
               help="CHANNEL=nuclei|cells|none (default: by channel name, e.g. DAPI/Hoechst → nuclei).")
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
+@click.option("--segmenter", type=click.Choice(["classical", "learned"]),
+              help="How nuclei channels are segmented (default: the package's default method, see README).")
 def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], pixel_size_um: float | None,
-             readouts: tuple[str, ...], no_report: bool) -> None:
+             readouts: tuple[str, ...], no_report: bool, segmenter: str | None) -> None:
     """Judge predictions against real stains: FILES are PRED... TARGET... (as many of each, or two folders).
 
     Targets pair with predictions in order (folders: by file name); join several single-stain target
@@ -148,7 +150,8 @@ def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], p
         raise UserError(f"evaluate needs as many targets as predictions (PRED... TARGET...), got {len(files)} paths")
     half = len(files) // 2
     result = evaluate_files(list(files[:half]), list(files[half:]), out, inputs=list(inputs) or None,
-                            pixel_size_um=pixel_size_um, readouts=_readouts(readouts), report=not no_report)
+                            pixel_size_um=pixel_size_um, readouts=_readouts(readouts), report=not no_report,
+                            nuclei_method=segmenter)
     for r in result.rows:
         if r.note:
             click.echo(f"{r.image}\t{r.channel}\t{r.note}")
@@ -171,9 +174,9 @@ def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], p
 @click.option("--min-area-um2", type=float,
               help="Smaller objects are dropped [20 µm²; no pixel size: 5 % of a disc of diameter d].")
 @click.option("--channel", default=0, show_default=True, type=int, help="Channel of multi-channel images.")
-@click.option("--method", type=click.Choice(["classical", "learned"]), default="classical", show_default=True,
+@click.option("--method", type=click.Choice(["classical", "learned"]),
               help="classical: threshold + distance watershed (lengths below); learned: the shipped U-Net, sized "
-                   "to the nuclei of each image.")
+                   "to the nuclei of each image [default: the package's default method, see README].")
 @click.option("--track", "track_too", is_flag=True,
               help="IMAGES are the frames of a time-lapse, in order: also link the nuclei into tracks and write "
                    "the Cell Tracking Challenge result (maskTTT.tif, res_track.txt) into OUT/tracks.")
@@ -185,7 +188,7 @@ def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], p
 @click.option("--cell-stain", type=click.Choice(["cytoplasm", "membrane"]), default="cytoplasm", show_default=True,
               help="With --cells: bright over the whole cell (cytoplasm) or bright cell outlines (membrane).")
 def segment(images: tuple[str, ...], out: str, pixel_size_um: float | None, smooth_um: float | None,
-            split_depth_um: float | None, min_area_um2: float | None, channel: int, method: str, track_too: bool,
+            split_depth_um: float | None, min_area_um2: float | None, channel: int, method: str | None, track_too: bool,
             cells_stain: str | None, nuclei_file: str | None, cell_stain: Literal["cytoplasm", "membrane"]) -> None:
     """Segment nuclei in IMAGES; one instance-label TIFF (0 = background) per image, same file name.
 
@@ -205,7 +208,7 @@ def segment(images: tuple[str, ...], out: str, pixel_size_um: float | None, smoo
 
     written = segment_files(images, out, pixel_size_um=pixel_size_um, smooth_um=smooth_um,
                             split_depth_um=split_depth_um, min_area_um2=min_area_um2, channel=channel,
-                            method="learned" if method == "learned" else "classical")
+                            method=method)
     for item in written:
         click.echo(f"{item.labels}\t{item.count} nuclei\t({item.how})")
     if track_too:

@@ -10,6 +10,7 @@ its name (:func:`readout_for`) unless the caller says.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from .cells import segment_cells_from_junctions
 from .features import FeatureAgreement, feature_agreement
 from .matching import MatchResult, match_objects
-from .nucleus_size import segmentation_lengths
+from .nucleus_size import estimate_nucleus_diameter, segmentation_lengths
 from .segmentation import segment_nuclei
 
 READOUTS = ("nuclei", "cells", "none")
@@ -63,8 +64,12 @@ def _plane(image: np.ndarray) -> np.ndarray:
     return image.max(axis=0) if image.ndim == 3 else image
 
 
+#: A nuclei segmenter other than the classical one: ``(image (Y, X), typical nucleus diameter px) → labels``.
+NucleiSegmenter = Callable[[np.ndarray, float], np.ndarray]
+
+
 def object_readout(prediction: np.ndarray, target: np.ndarray, kind: str, pixel_size_um: float | None = 1.0,
-                   **segment_kwargs) -> ObjectReadout:
+                   nuclei_segmenter: NucleiSegmenter | None = None, **segment_kwargs) -> ObjectReadout:
     """Segment ``prediction`` and ``target`` (2D, or 3D read on the Z max projection) and match the objects.
 
     Parameters
@@ -75,13 +80,24 @@ def object_readout(prediction: np.ndarray, target: np.ndarray, kind: str, pixel_
         µm per pixel, for areas (µm²) and displacements (µm). None (unknown): nuclei lengths are scaled to
         the target's typical nucleus diameter (:func:`~virtualstain.analysis.segmentation_lengths`), the same
         for prediction and target, and areas are in px².
+    nuclei_segmenter : callable, optional
+        Segments ``nuclei`` channels instead of the classical method (e.g. the learned segmenter); it gets
+        the typical nucleus diameter estimated on the *target*, so prediction and target are segmented at
+        one scale.
     segment_kwargs
-        Passed to the segmentation function (lengths in µm); they override the scaled lengths.
+        Passed to the classical segmentation function (lengths in µm); they override the scaled lengths.
     """
     if kind not in ("nuclei", "cells"):
         raise ValueError(f"readout kind must be 'nuclei' or 'cells', got {kind!r}")
     segment = segment_nuclei if kind == "nuclei" else segment_cells_from_junctions
     t_plane, p_plane = _plane(target), _plane(prediction)
+    if kind == "nuclei" and nuclei_segmenter is not None:
+        diameter = estimate_nucleus_diameter(t_plane).diameter_px
+        px = pixel_size_um or 1.0
+        t_labels, p_labels = nuclei_segmenter(t_plane, diameter), nuclei_segmenter(p_plane, diameter)
+        match = match_objects(p_labels, t_labels, pixel_size_um=px)
+        features = feature_agreement(t_plane, p_plane, px, real_labels=t_labels, virtual_labels=p_labels, match=match)
+        return ObjectReadout(kind, t_labels, p_labels, match, features)
     if kind == "nuclei":
         segment_kwargs = {**segmentation_lengths(t_plane, pixel_size_um).kwargs(), **segment_kwargs}
     else:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..analysis.readouts import READOUTS, ObjectReadout, object_readout, readout_for
+from ..analysis.readouts import READOUTS, NucleiSegmenter, ObjectReadout, object_readout, readout_for
 from ..errors import UserError
 from ..metrics import mae, nrmse, pearson_r, psnr, segmentation_pcc, ssim
 from .summary import summarise
@@ -145,10 +145,15 @@ class Evaluator:
         Object readout per channel; channels not named are decided by name (:func:`readout_for`).
     max_panels : int
         Images (the first ones) whose arrays are kept for the report's picture panels.
+    nuclei_segmenter : callable, optional
+        Segments nuclei channels instead of the classical method
+        (:data:`~virtualstain.analysis.readouts.NucleiSegmenter`).
     """
 
-    def __init__(self, readouts: Mapping[str, str] | None = None, max_panels: int = 4):
+    def __init__(self, readouts: Mapping[str, str] | None = None, max_panels: int = 4,
+                 nuclei_segmenter: NucleiSegmenter | None = None):
         self.readouts = readouts
+        self.nuclei_segmenter = nuclei_segmenter
         self.max_panels = max_panels
         self.rows: list[ImageRow] = []
         self.panels: list[Panel] = []
@@ -199,7 +204,8 @@ class Evaluator:
         pool.pairs.append(_subsample(prediction, target, _PAIRS, k))
         readout, objects = None, None
         if kind != "none":
-            readout = object_readout(prediction, target, kind, pixel_size_um=pixel_size_um)
+            readout = object_readout(prediction, target, kind, pixel_size_um=pixel_size_um,
+                                     nuclei_segmenter=self.nuclei_segmenter)
             objects = ObjectScores.of(readout)
             _pool_objects(pool, readout)
             if readout.match.n_true == 0:

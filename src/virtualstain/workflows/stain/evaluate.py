@@ -23,6 +23,7 @@ from ...errors import UserError
 from ...evaluation.scoring import Evaluator
 from ...evaluation.types import Evaluation
 from ...report.html import render_report
+from .nuclei_segmenter import judge_segmenter
 
 
 def _expand(arg: str | os.PathLike) -> list[Path]:
@@ -74,7 +75,8 @@ def _load_stack(paths: list[Path]) -> tuple[np.ndarray, float | None]:
 def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[str | os.PathLike],
                    out: str | os.PathLike | None = None, *, inputs: Sequence[str | os.PathLike] | None = None,
                    pixel_size_um: float | None = None, readouts: Mapping[str, str] | None = None,
-                   report: bool = True, max_panels: int = 4, title: str = "virtualstain evaluation") -> Evaluation:
+                   report: bool = True, max_panels: int = 4, title: str = "virtualstain evaluation",
+                   nuclei_method: str | None = None) -> Evaluation:
     """Score each prediction against its target and, with ``out``, write the metrics, summary and report.
 
     Parameters
@@ -92,6 +94,9 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
         Object readout per channel; channels not named are decided by name (:func:`readout_for`).
     max_panels : int
         Image panels shown in the report (the first images, in order).
+    nuclei_method : {"classical", "learned"}, optional
+        How nuclei channels are segmented (default
+        :data:`~virtualstain.workflows.stain.nuclei_segmenter.DEFAULT_NUCLEI_METHOD`).
 
     Returns
     -------
@@ -102,7 +107,7 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
     if out is not None:
         read = [p for p, tgts in pairs for p in (p, *tgts)] + list(input_of.values())
         refuse_overwriting_inputs(_written_files(Path(out), report), read)
-    evaluator = Evaluator(readouts, max_panels)
+    evaluator = Evaluator(readouts, max_panels, nuclei_segmenter=judge_segmenter(nuclei_method))
     for pred_path, tgt_paths in pairs:
         pred, meta = read_image(pred_path)
         pred = channels_first_by_axes(pred, meta.axes).astype(np.float64)

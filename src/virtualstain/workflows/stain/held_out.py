@@ -21,6 +21,7 @@ from ...evaluation.types import Evaluation
 from ...inference.predict import predict
 from ...models.bundle import ModelBundle
 from .evaluate import write_evaluation
+from .nuclei_segmenter import judge_segmenter
 
 
 @dataclass
@@ -71,7 +72,7 @@ def score_held_out(held_out: list[HeldOut], bundle: ModelBundle) -> Evaluation |
     if not held_out:
         return None
     scale = bundle.config.scale
-    evaluator = Evaluator(max_panels=4)
+    evaluator = Evaluator(max_panels=4, nuclei_segmenter=judge_segmenter())
     for h in held_out:
         evaluator.add(f"{h.name}.tif", h.prediction, h.target, bundle.output_channel_names,
                       inputs=h.input if scale == 1 else None,

@@ -1,5 +1,7 @@
 """The learned nuclei segmenter shipped with virtualstain: rescale to a canonical nucleus size, predict, split.
 
+Importing this module does not load torch; running the learned method does.
+
 1. The typical nucleus diameter d of the image is estimated from the image
    (:func:`~virtualstain.analysis.estimate_nucleus_diameter`), and the image is resized by
    ``CANONICAL_DIAMETER_PX / d`` (bounded to [1/8, 4]) so that its nuclei are the size the network was
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from skimage.transform import resize
@@ -24,11 +28,15 @@ from skimage.transform import resize
 from ...analysis import estimate_nucleus_diameter
 from ...analysis.learned_nuclei import CANONICAL_DIAMETER_PX, instances_from_maps
 from ...errors import UserError
-from ...inference.predict import predict
-from ...models.bundle import ModelBundle, load_bundle
+
+if TYPE_CHECKING:
+    from ...models.bundle import ModelBundle
 
 #: Where the shipped bundle lives inside the package.
 SHIPPED = Path(__file__).resolve().parents[2] / "weights" / "nuclei"
+#: The method ``segment`` and the judge use unless told: the one with the better scores on the reference
+#: sets (README, "How far to trust the ruler").
+DEFAULT_NUCLEI_METHOD = "classical"
 #: Bounds of the resize factor: beyond them the image is far from anything the model saw.
 _SCALE_BOUNDS = (1 / 8, 4.0)
 
@@ -77,6 +85,8 @@ class LearnedSegmentation:
 @functools.lru_cache(maxsize=2)
 def load_segmenter(folder: str | None = None) -> tuple[ModelBundle, SplitSettings]:
     """The segmenter bundle (the shipped one by default) and its split settings (``split.json``)."""
+    from ...models.bundle import load_bundle  # torch: only when the learned method runs
+
     path = Path(folder) if folder else SHIPPED
     if not (path / "model.json").is_file():
         raise UserError(f"{path}: the learned nuclei segmenter is not installed here; reinstall virtualstain, or use "
@@ -86,8 +96,8 @@ def load_segmenter(folder: str | None = None) -> tuple[ModelBundle, SplitSetting
     return load_bundle(path), settings
 
 
-def segment_nuclei_learned(image: np.ndarray, model: str | None = None,
-                           settings: SplitSettings | None = None) -> LearnedSegmentation:
+def segment_nuclei_learned(image: np.ndarray, model: str | None = None, settings: SplitSettings | None = None,
+                           diameter_px: float | None = None) -> LearnedSegmentation:
     """Instance labels of the nuclei in a 2D fluorescence image ``(Y, X)`` with the learned segmenter.
 
     Parameters
@@ -98,22 +108,44 @@ def segment_nuclei_learned(image: np.ndarray, model: str | None = None,
         A segmenter bundle folder (default: the shipped one).
     settings : SplitSettings, optional
         Overrides the bundle's split settings.
+    diameter_px : float, optional
+        The typical nucleus diameter (px) to rescale by; default estimated from ``image``.
     """
     img = np.asarray(image, np.float32)
     if img.ndim != 2:
         raise ValueError(f"segment_nuclei_learned expects a 2D image (Y, X), got shape {img.shape}")
+    from ...inference.predict import predict
+
     bundle, shipped = load_segmenter(model)
     settings = settings or shipped
-    size = estimate_nucleus_diameter(img)
-    if not np.isfinite(size.diameter_px):
-        return LearnedSegmentation(np.zeros(img.shape, np.int32), float("nan"), 1.0)
-    scale = float(np.clip(CANONICAL_DIAMETER_PX / size.diameter_px, *_SCALE_BOUNDS))
+    diameter = estimate_nucleus_diameter(img).diameter_px if diameter_px is None else float(diameter_px)
+    if not np.isfinite(diameter) or img.min() == img.max():
+        return LearnedSegmentation(np.zeros(img.shape, np.int32), diameter, 1.0)
+    scale = float(np.clip(CANONICAL_DIAMETER_PX / diameter, *_SCALE_BOUNDS))
     small_shape = tuple(max(16, round(n * scale)) for n in img.shape)
     small = resize(img, small_shape, order=1, anti_aliasing=scale < 1, preserve_range=True).astype(np.float32)
     maps = predict(bundle, small[None], source="segment --method learned")
     foreground = resize(maps[0], img.shape, order=1, preserve_range=True)
     distance = resize(maps[1], img.shape, order=1, preserve_range=True) / 100.0  # trained on 0…100
-    min_area = settings.min_area_fraction * np.pi * size.diameter_px ** 2 / 4
+    min_area = settings.min_area_fraction * np.pi * diameter ** 2 / 4
     labels = instances_from_maps(foreground, distance, settings.foreground_threshold, settings.seed_threshold,
                                  min_area)
-    return LearnedSegmentation(labels, size.diameter_px, scale)
+    return LearnedSegmentation(labels, diameter, scale)
+
+
+def judge_segmenter(method: str | None = None) -> Callable[[np.ndarray, float], np.ndarray] | None:
+    """The judge's nuclei segmenter for ``method`` (default :data:`DEFAULT_NUCLEI_METHOD`); None = classical."""
+    method = method or DEFAULT_NUCLEI_METHOD
+    if method not in ("classical", "learned"):
+        raise UserError(f"nuclei segmenter {method!r} is unknown; use classical or learned")
+    return learned_nuclei_segmenter() if method == "learned" else None
+
+
+def learned_nuclei_segmenter(model: str | None = None) -> Callable[[np.ndarray, float], np.ndarray]:
+    """The learned segmenter as the judge's :data:`~virtualstain.analysis.readouts.NucleiSegmenter`."""
+    load_segmenter(model)  # fail now, not on the first nuclei channel
+
+    def segment(image: np.ndarray, diameter_px: float) -> np.ndarray:
+        return segment_nuclei_learned(image, model, diameter_px=diameter_px).labels
+
+    return segment

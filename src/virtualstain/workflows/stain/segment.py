@@ -7,7 +7,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -16,6 +15,7 @@ from ...analysis import segment_nuclei, segmentation_lengths
 from ...data.io import check_finite, output_path, read_image, to_channels_first, write_labels
 from ...data.units import check_pixel_size_um
 from ...errors import UserError
+from .nuclei_segmenter import DEFAULT_NUCLEI_METHOD
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,11 @@ class Segmented:
 def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *, pixel_size_um: float | None = None,
                   smooth_um: float | None = None, split_depth_um: float | None = None,
                   min_area_um2: float | None = None, channel: int = 0,
-                  method: Literal["classical", "learned"] = "classical") -> list[Segmented]:
+                  method: str | None = None) -> list[Segmented]:
     """Segment nuclei in each 2D image (``channel`` of multi-channel files).
 
-    ``method="learned"`` uses the shipped learned segmenter
+    ``method`` (default :data:`~virtualstain.workflows.stain.nuclei_segmenter.DEFAULT_NUCLEI_METHOD`):
+    ``"learned"`` uses the shipped learned segmenter
     (:func:`~virtualstain.workflows.stain.nuclei_segmenter.segment_nuclei_learned`), which sizes the nuclei
     from the image itself; the length options apply to the classical method only.
 
@@ -48,6 +49,9 @@ def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise UserError(f"{flag} {value}: give a finite number ≥ 0 (µm)")
     check_pixel_size_um(pixel_size_um, required=False)
+    method = method or DEFAULT_NUCLEI_METHOD
+    if method not in ("classical", "learned"):
+        raise UserError(f"--method {method}: use classical or learned")
     paths = [Path(name) for name in images]
     dests = [output_path(Path(out), path) for path in paths]
     refuse_overwriting_inputs(dests, paths)
