@@ -123,3 +123,30 @@ def test_the_judge_segments_both_images_with_the_given_segmenter_at_the_targets_
 
     assert seen[0] == estimate_nucleus_diameter(target).diameter_px
     assert readout.match.f1 == 1.0
+
+
+def test_the_report_says_which_ruler_judged_and_where_it_disagrees_with_the_classical_one():
+    from virtualstain.evaluation.scoring import Evaluator
+    from virtualstain.report.html import render_report
+
+    labels = _touching_discs()
+    target = ((labels > 0) * 100.0 + 10)[None]
+    half = np.where(labels == 3, 0, labels)  # a "learned" ruler that misses the small nucleus
+    evaluator = Evaluator(nuclei_segmenter=lambda image, d: half)
+    evaluator.add("a.tif", target, target, ["dapi"])
+    evaluation = evaluator.finish()
+    objects = evaluation.rows[0].objects
+    classical = segment_nuclei_for(target[0])
+    assert objects.segmenter_agreement_f1 == pytest.approx(match_objects(half, classical).f1)
+    text = render_report(evaluation)
+    assert "the learned segmenter shipped with virtualstain" in text
+    assert f"lowest {objects.segmenter_agreement_f1:.2f} on a.tif" in text
+    plain = Evaluator()
+    plain.add("a.tif", target, target, ["dapi"])
+    assert np.isnan(plain.finish().rows[0].objects.segmenter_agreement_f1)
+
+
+def segment_nuclei_for(image):
+    from virtualstain.analysis import segment_nuclei, segmentation_lengths
+
+    return segment_nuclei(image, **segmentation_lengths(image, None).kwargs())

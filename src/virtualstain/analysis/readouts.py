@@ -38,13 +38,16 @@ def readout_for(channel_name: str) -> str:
 @dataclass
 class ObjectReadout:
     """Objects of one channel of one image: labels of both, their one-to-one matching (IoU ≥ 0.5), and the
-    per-object features of the matched pairs, each measured on its own image."""
+    per-object features of the matched pairs, each measured on its own image. With another segmenter than
+    the classical one, ``classical_agreement_f1`` is the F1 (IoU 0.5) between its target labels and the
+    classical method's on the same target: where the two rulers disagree."""
 
     kind: str
     target_labels: np.ndarray
     prediction_labels: np.ndarray
     match: MatchResult
     features: FeatureAgreement
+    classical_agreement_f1: float = float("nan")
 
     def row(self) -> dict[str, float]:
         """The per-image columns: counts, count error, precision / recall / F1, median displacement and area ratio."""
@@ -97,7 +100,8 @@ def object_readout(prediction: np.ndarray, target: np.ndarray, kind: str, pixel_
         t_labels, p_labels = nuclei_segmenter(t_plane, diameter), nuclei_segmenter(p_plane, diameter)
         match = match_objects(p_labels, t_labels, pixel_size_um=px)
         features = feature_agreement(t_plane, p_plane, px, real_labels=t_labels, virtual_labels=p_labels, match=match)
-        return ObjectReadout(kind, t_labels, p_labels, match, features)
+        classical = segment_nuclei(t_plane, **segmentation_lengths(t_plane, pixel_size_um).kwargs())
+        return ObjectReadout(kind, t_labels, p_labels, match, features, match_objects(t_labels, classical).f1)
     if kind == "nuclei":
         segment_kwargs = {**segmentation_lengths(t_plane, pixel_size_um).kwargs(), **segment_kwargs}
     else:

@@ -122,6 +122,9 @@ class ObjectScores:
         Median centroid displacement of the matched objects, µm (px without a pixel size); NaN if none matched.
     area_ratio_median : float
         Median virtual / real area of the matched objects.
+    segmenter_agreement_f1 : float
+        With the learned segmenter: F1 (IoU 0.5) between its and the classical method's objects in the real
+        stain (low = the two rulers disagree on this image); NaN with the classical method.
     """
 
     count_target: int
@@ -132,13 +135,14 @@ class ObjectScores:
     f1: float
     displacement_median: float = field(metadata=_LENGTH)
     area_ratio_median: float
+    segmenter_agreement_f1: float = float("nan")
 
     @classmethod
     def of(cls, readout: ObjectReadout) -> ObjectScores:
         """The scores of an :class:`~virtualstain.analysis.readouts.ObjectReadout` (its lengths in µm or px)."""
         m, medians = readout.match, readout.row()
         return cls(m.n_true, m.n_predicted, m.count_error, m.precision, m.recall, m.f1,
-                   medians["displacement_median_um"], medians["area_ratio_median"])
+                   medians["displacement_median_um"], medians["area_ratio_median"], readout.classical_agreement_f1)
 
 
 @dataclass
