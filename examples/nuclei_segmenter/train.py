@@ -2,9 +2,10 @@
 
     python examples/nuclei_segmenter/train.py --data-dir ../shared/data --out /tmp/nuclei-segmenter --minutes 15
 
-Data: ``bbbc039_nuclei_train`` (BBBC039 U2OS Hoechst, CC0; 148 images with instance labels; 20 of them,
-every 7th, validate) and 24 synthetic fields of textured nuclei (``virtualstain.data.synthetic``). The
-StarDist, BBBC039 test, celldetective and CTC images are *not* used: they are the held-out checks. Each
+Data: ``bbbc039_nuclei_train`` (BBBC039 U2OS Hoechst, CC0; 148 images with instance labels; every 7th
+validates), the left half of the ``stardist_nuclei`` image (DSB2018, BSD-3; its right half is a held-out
+check) and 24 synthetic fields of textured nuclei (``virtualstain.data.synthetic``). The BBBC039 test,
+celldetective and CTC images are *not* used: they are the held-out checks. Each
 image is rescaled so that its median nucleus (from the labels) is
 :data:`~virtualstain.analysis.learned_nuclei.CANONICAL_DIAMETER_PX` across, times a random factor in
 [0.8, 1.25] (the error of the size estimate at prediction), and the targets are the foreground and
@@ -64,6 +65,10 @@ def pairs(data: Path) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
     for k, path in enumerate(sorted((folder / "images").glob("*.tif"))):
         labels = tifffile.imread(folder / "labels" / path.name).astype(np.int32)
         out.append((path.stem, tifffile.imread(path).astype(np.float32), labels, "val" if k % 7 == 3 else "train"))
+    stardist = data / "stardist_nuclei"
+    image, labels = tifffile.imread(stardist / "image.tif"), tifffile.imread(stardist / "labels.tif")
+    half = image.shape[1] // 2  # the left half trains; the right half is the held-out check
+    out.append(("stardist_left", image[:, :half].astype(np.float32), labels[:, :half].astype(np.int32), "train"))
     for seed in range(24):
         field = make_field((256, 256), seed=1000 + seed, modality="phase", cell_radius_px=14.0 + seed % 6 * 3)
         out.append((f"synthetic{seed:02d}", field.target[0], field.nuclei_labels.astype(np.int32), "train"))
