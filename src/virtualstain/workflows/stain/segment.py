@@ -12,7 +12,7 @@ import numpy as np
 
 from ..._atomic import ensure_writable_dir, refuse_duplicate_outputs, refuse_overwriting_inputs
 from ...analysis import segment_nuclei, segmentation_lengths
-from ...data.io import check_finite, output_path, read_image, to_channels_first, write_labels
+from ...data.io import ImageMeta, check_finite, output_path, read_image, to_channels_first, write_labels
 from ...data.units import check_pixel_size_um
 from ...errors import UserError
 from .nuclei_segmenter import DEFAULT_NUCLEI_METHOD
@@ -25,6 +25,20 @@ class Segmented:
     labels: Path
     count: int
     how: str
+
+
+def read_plane(path: Path, channel: int, what: str) -> tuple[np.ndarray, ImageMeta]:
+    """The 2D plane ``channel`` of an image file (dtype kept) and the file's metadata; ``what`` (the command or
+    option) names the file's role in the error for a file that is not 2D or lacks the channel."""
+    array, meta = read_image(path)
+    if array.ndim > 3:
+        raise UserError(f"{path}: {what} takes 2D images, (Y, X) or (C, Y, X), but this file is {array.shape} "
+                        f"(axes {meta.axes}); save one plane per file, or its maximum projection")
+    stack = to_channels_first(array, meta, 2, path)
+    if channel >= stack.shape[0]:
+        raise UserError(f"{path}: --channel {channel} but the image has {stack.shape[0]} channel(s); "
+                        f"use 0..{stack.shape[0] - 1}")
+    return stack[channel], meta
 
 
 def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *, pixel_size_um: float | None = None,
@@ -59,15 +73,8 @@ def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *
     folder = ensure_writable_dir(out)
     written = []
     for path in paths:
-        array, meta = read_image(path)
-        if array.ndim > 3:
-            raise UserError(f"{path}: segment takes 2D images, (Y, X) or (C, Y, X), but this file is {array.shape} "
-                            f"(axes {meta.axes}); save one plane per file, or its maximum projection")
-        stack = to_channels_first(array, meta, 2, path)
-        if channel >= stack.shape[0]:
-            raise UserError(f"{path}: --channel {channel} but the image has {stack.shape[0]} channel(s); "
-                            f"use 0..{stack.shape[0] - 1}")
-        image = stack[channel].astype(np.float32)
+        plane, meta = read_plane(path, channel, "segment")
+        image = plane.astype(np.float32)
         check_finite(image, path)
         known = pixel_size_um or meta.pixel_size_um
         if method == "learned":

@@ -12,9 +12,10 @@ import numpy as np
 from ..._atomic import ensure_writable_dir, refuse_overwriting_inputs
 from ...analysis import segment_cells, segment_nuclei, segmentation_lengths
 from ...analysis.whole_cells import CellStain
-from ...data.io import check_finite, output_path, read_image, to_channels_first, write_labels
+from ...data.io import check_finite, output_path, write_labels
 from ...data.units import check_pixel_size_um
 from ...errors import UserError
+from .segment import read_plane
 
 #: An integer image whose neighbouring non-zero pixels are equal at least this often is a label image:
 #: label TIFFs score ≥ 0.99 (BBBC039, StarDist, celldetective), raw uint8/uint16 stains ≤ 0.41 (BBBC022,
@@ -141,14 +142,6 @@ def segment_cells_files(stain: str | os.PathLike, nuclei: str | os.PathLike, out
 
 
 def _plane(path: Path, channel: int, flag: str) -> tuple[np.ndarray, float | None]:
-    """The 2D plane ``channel`` of an image file (dtype kept), and its pixel size if recorded."""
-    array, meta = read_image(path)
-    if array.ndim > 3:
-        raise UserError(f"{path}: {flag} takes a 2D image, (Y, X) or (C, Y, X), but this file is {array.shape} "
-                        f"(axes {meta.axes}); save one plane per file, or its maximum projection")
-    stack = to_channels_first(array, meta, 2, path)
-    if channel >= stack.shape[0]:
-        raise UserError(f"{path}: --channel {channel} but the image has {stack.shape[0]} channel(s); "
-                        f"use 0..{stack.shape[0] - 1}")
-    plane = stack[channel]
+    """The 2D plane ``channel`` of an image file (dtype kept for ``--nuclei``, else float32), and its pixel size."""
+    plane, meta = read_plane(path, channel, flag)
     return (plane if flag == "--nuclei" else plane.astype(np.float32)), meta.pixel_size_um
