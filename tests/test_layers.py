@@ -138,8 +138,8 @@ def test_the_package_and_the_cli_import_without_torch():
 
 
 def test_segment_and_phase_commands_run_without_loading_torch(tmp_path):
-    """Not only importing: running `segment`, `evaluate`, `focus` and `phase tie` from the command line keeps
-    torch out."""
+    """Not only importing: running `segment` and `evaluate` with the classical segmenter, `focus` and `phase tie`
+    from the command line keeps torch out."""
     code = f"""
 import sys
 import numpy as np
@@ -150,8 +150,9 @@ cells = np.exp(-((yy - 20.0) ** 2 + (xx - 30.0) ** 2) / 40) + np.exp(-((yy - 45.
 write_tiff(r"{tmp_path}/n.tif", cells[None].astype(np.float32), pixel_size_um=0.5)
 stack = np.stack([1 + 0.1 * cells, 1 - 0.1 * cells, 1 + 0.05 * cells]).astype(np.float32)
 write_tiff(r"{tmp_path}/z.tif", stack[:, None], pixel_size_um=0.5)
-assert main(["segment", r"{tmp_path}/n.tif", "--out", r"{tmp_path}/labels"]) == 0
-assert main(["evaluate", r"{tmp_path}/n.tif", r"{tmp_path}/n.tif", "--out", r"{tmp_path}/judged"]) == 0
+assert main(["segment", r"{tmp_path}/n.tif", "--out", r"{tmp_path}/labels", "--method", "classical"]) == 0
+assert main(["evaluate", r"{tmp_path}/n.tif", r"{tmp_path}/n.tif", "--out", r"{tmp_path}/judged",
+             "--segmenter", "classical"]) == 0
 assert main(["focus", r"{tmp_path}/z.tif", "--n", "1"]) == 0
 assert main(["phase", "tie", r"{tmp_path}/z.tif", "--z-um", "-1,1,2", "--wavelength-um", "0.55",
              "--out", r"{tmp_path}/phase.tif"]) == 0

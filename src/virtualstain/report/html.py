@@ -56,10 +56,10 @@ _SUMMARY_FIELDS: list[tuple[str, Callable[[ChannelSummary], _Value], str]] = [
     ("area ratio virtual/real (median)", _objects(lambda o: o.area_ratio_median), ""),
 ]
 _METHOD = {
-    "nuclei": "threshold and distance-transform watershed; on BBBC039's manual labels it scores F1 0.86 at IoU 0.5 "
-              "and counts 10 % low; the same bias applies to both images",
+    "nuclei": "the classical method: threshold and distance-transform watershed; on BBBC039's manual labels it scores "
+              "F1 0.86 at IoU 0.5 and counts 12 % low; the same bias applies to both images",
     "nuclei_learned": "the learned segmenter shipped with virtualstain, sized to each image's nuclei; on held-out "
-                      "manual labels it scores LEARNED_SCORES",
+                      "manual labels it scores F1 0.90 at IoU 0.5 on BBBC039, 0.90 on DSB2018, 0.96 on another microscope's Hoechst and 0.86 on simulated HL60 nuclei (which it over-counts by 17 %)",
     "cells": "FRM's junction recipe: threshold, skeletonise, close, invert, label; cells touching the border are left out",
 }
 
