@@ -98,7 +98,7 @@ def test_segment_command_writes_label_tiffs(tmp_path, capsys):
     f = make_field((128, 128), seed=4)
     write_tiff(tmp_path / "nuclei.tif", f.target[:1], pixel_size_um=1.0)
     assert main(["segment", str(tmp_path / "nuclei.tif"), "--out", str(tmp_path / "seg"), "--smooth-um", "1",
-                 "--split-depth-um", "0.8"]) == 0
+                 "--split-depth-um", "0.8", "--method", "classical"]) == 0
     labels, meta = read_image(tmp_path / "seg" / "nuclei.tif")
     assert labels.dtype == np.uint16 and meta.pixel_size_um == pytest.approx(1.0)
     expected = segment_nuclei(f.target[0], smooth_um=1, split_depth_um=0.8, min_area_um2=20)
@@ -106,6 +106,9 @@ def test_segment_command_writes_label_tiffs(tmp_path, capsys):
     assert main(["segment", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "seg")]) == 2
     assert main(["segment", str(tmp_path / "nuclei.tif"), "--out", str(tmp_path / "seg"), "--channel", "3"]) == 2
     assert "--channel 3 but the image has 1 channel(s)" in capsys.readouterr().err
+    assert main(["segment", str(tmp_path / "nuclei.tif"), "--out", str(tmp_path / "seg2"), "--smooth-um", "1"]) == 2
+    assert ("--smooth-um set the classical method's lengths, but the method is learned (it sizes the nuclei from "
+            "each image); add --method classical, or leave them out") in capsys.readouterr().err
 
 
 def test_cells_from_a_junction_grid_have_the_grid_areas():

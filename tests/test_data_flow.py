@@ -70,8 +70,16 @@ def test_study_pairs_each_region_of_a_k_times_sample_with_the_same_field_of_its_
         assert np.array_equal(crop.target, np.kron(crop.input, np.ones((K, K), np.float32)))
 
 
+def _classical_judge(monkeypatch):
+    """The judge's learned segmenter runs networks too; these tests count the stain model's passes only."""
+    from virtualstain.workflows.stain import nuclei_segmenter
+
+    monkeypatch.setattr(nuclei_segmenter, "DEFAULT_NUCLEI_METHOD", "classical")
+
+
 def test_train_judges_its_test_regions_from_memory_and_predicts_each_once(tmp_path, monkeypatch, synthetic_manifest,
                                                                           forward_passes):
+    _classical_judge(monkeypatch)
     reads = Reads(monkeypatch, tmp_path)
     result = train(synthetic_manifest, tmp_path / "run", tiny_config())
     test_dir = tmp_path / "run" / "test"
@@ -93,6 +101,7 @@ def test_study_reads_no_summary_back(tmp_path, monkeypatch):
 
 
 def test_demo_predicts_the_test_regions_once(tmp_path, monkeypatch, forward_passes):
+    _classical_judge(monkeypatch)
     reads = Reads(monkeypatch, tmp_path)
     summary = run_demo(tmp_path / "demo", epochs=1, progress=False)
     plan = json.loads((tmp_path / "demo" / "run" / "splits.json").read_text())["regions"]

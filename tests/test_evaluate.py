@@ -22,7 +22,8 @@ from virtualstain.workflows.stain.evaluate import evaluate_files
 #: The header of metrics.csv with a known pixel size, as written since before the typed rows.
 COLUMNS = ["image", "channel", "pearson_r", "segmentation_pcc", "ssim", "psnr", "nrmse", "mae", "data_range",
            "baseline_pearson_r", "baseline_ssim", "baseline_nrmse", "readout", "count_target", "count_prediction",
-           "count_error", "precision", "recall", "f1", "displacement_median_um", "area_ratio_median", "segmenter_agreement_f1", "note"]
+           "count_error", "precision", "recall", "f1", "displacement_median_um", "area_ratio_median",
+           "segmenter_agreement_f1", "note"]
 
 CENTRES = [(20 + 40 * i, 20 + 40 * j) for i in range(2) for j in range(5)]  # 10 nuclei on a grid
 
@@ -44,7 +45,7 @@ def disk_pair(tmp_path):
 
 
 def test_readouts_of_disks_are_the_analytic_values(disk_pair):
-    ev = vs.evaluate([disk_pair / "pred.tif"], [disk_pair / "target.tif"])
+    ev = vs.evaluate([disk_pair / "pred.tif"], [disk_pair / "target.tif"], nuclei_method="classical")
     (row,) = ev.rows
     assert row.readout == "nuclei"
     o = row.objects
@@ -70,7 +71,7 @@ def test_outputs_csv_json_and_a_self_contained_report(disk_pair, tmp_path):
     (tmp_path / "inputs").mkdir()
     write_tiff(tmp_path / "inputs" / "pred.tif", -3.0 * _disks(CENTRES) + 7.0)  # an inverted, rescaled target
     assert main(["evaluate", str(disk_pair / "pred.tif"), str(disk_pair / "target.tif"), "--out", str(out),
-                 "--inputs", str(tmp_path / "inputs")]) == 0  # a folder of inputs, matched by name
+                 "--inputs", str(tmp_path / "inputs"), "--segmenter", "classical"]) == 0  # inputs matched by name
     with open(out / "metrics.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert list(row) == COLUMNS
@@ -175,7 +176,7 @@ def test_length_keys_follow_the_unit(disk_pair, tmp_path):
              (tmp_path / "pred_px.tif", tmp_path / "target_px.tif", "px", 2.0)]
     for pred, target, unit, shift in cases:
         out = tmp_path / f"ev_{unit}"
-        ev = evaluate_files([pred], [target], out)
+        ev = evaluate_files([pred], [target], out, nuclei_method="classical")
         assert ev.length_unit == {"um": "µm", "px": "px"}[unit]
         assert ev.channels["hoechst"].objects.displacement_median == pytest.approx(shift)  # 2 px = 1 µm at 0.5 µm/px
         header, (row,) = _read_csv(out / "metrics.csv")

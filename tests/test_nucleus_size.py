@@ -95,13 +95,14 @@ def test_large_nuclei_are_not_shattered_without_a_pixel_size():
 
 def test_segment_cli_prints_where_lengths_come_from(tmp_path):
     tifffile.imwrite(tmp_path / "nuclei.tif", _discs(24.0).astype(np.float32))
-    result = CliRunner().invoke(cli, ["segment", str(tmp_path / "nuclei.tif"), "--out", str(tmp_path / "labels")])
+    result = CliRunner().invoke(cli, ["segment", str(tmp_path / "nuclei.tif"), "--out", str(tmp_path / "labels"),
+                                      "--method", "classical"])
     assert result.exit_code == 0, result.output
     assert "no pixel size: typical nucleus diameter 2" in result.output and "lengths scaled to it" in result.output
     labels = tifffile.imread(tmp_path / "labels" / "nuclei.tif")
     assert labels.max() == len(range(30, 400 - 30, 60)) ** 2  # the discs drawn
     result = CliRunner().invoke(cli, ["segment", str(tmp_path / "nuclei.tif"), "--out", str(tmp_path / "um"),
-                                      "--pixel-size-um", "0.5"])
+                                      "--pixel-size-um", "0.5", "--method", "classical"])
     assert result.exit_code == 0 and "(pixel size 0.5 µm)" in result.output
 
 

@@ -32,7 +32,7 @@ from virtualstain.analysis import match_objects
 from virtualstain.analysis.learned_nuclei import CANONICAL_DIAMETER_PX, target_maps
 from virtualstain.data.synthetic import make_field
 from virtualstain.training.config import config_from_dict
-from virtualstain.workflows.stain.nuclei_segmenter import SplitSettings, segment_nuclei_learned
+from virtualstain.workflows.stain.nuclei_segmenter import WatershedSettings, segment_nuclei_learned
 from virtualstain.workflows.stain.train import train
 
 CONFIG = {
@@ -99,13 +99,13 @@ def prepare(data: Path, folder: Path, seed: int = 0) -> Path:
     return manifest
 
 
-def tune_split(model_dir: Path, data: Path) -> tuple[SplitSettings, float]:
+def tune_split(model_dir: Path, data: Path) -> tuple[WatershedSettings, float]:
     """The split thresholds with the best mean F1 (IoU 0.5) on the validation images, at their own resolution."""
     val = [(image, labels) for _, image, labels, split in pairs(data) if split == "val"]
-    best: tuple[float, SplitSettings] = (-1.0, SplitSettings())
+    best: tuple[float, WatershedSettings] = (-1.0, WatershedSettings())
     for fg in (0.4, 0.5, 0.6):
         for seed in (0.3, 0.4, 0.5, 0.6, 0.7):
-            settings = SplitSettings(foreground_threshold=fg, seed_threshold=seed)
+            settings = WatershedSettings(foreground_threshold=fg, seed_threshold=seed)
             f1 = float(np.mean([match_objects(segment_nuclei_learned(image, str(model_dir), settings).labels,
                                               labels).f1 for image, labels in val]))
             print(f"  split {fg} / {seed}: validation F1 {f1:.3f}")

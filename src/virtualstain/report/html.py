@@ -59,7 +59,8 @@ _METHOD = {
     "nuclei": "the classical method: threshold and distance-transform watershed; on BBBC039's manual labels it scores "
               "F1 0.86 at IoU 0.5 and counts 12 % low; the same bias applies to both images",
     "nuclei_learned": "the learned segmenter shipped with virtualstain, sized to each image's nuclei; on held-out "
-                      "manual labels it scores F1 0.90 at IoU 0.5 on BBBC039, 0.90 on DSB2018, 0.96 on another microscope's Hoechst and 0.86 on simulated HL60 nuclei (which it over-counts by 17 %)",
+                      "manual labels it scores F1 0.90 at IoU 0.5 on BBBC039, 0.90 on DSB2018, 0.96 on another "
+                      "microscope's Hoechst and 0.86 on simulated HL60 nuclei (which it over-counts by 17 %)",
     "cells": "FRM's junction recipe: threshold, skeletonise, close, invert, label; cells touching the border are left out",
 }
 

@@ -43,7 +43,7 @@ _SCALE_BOUNDS = (1 / 8, 4.0)
 
 
 @dataclass(frozen=True)
-class SplitSettings:
+class WatershedSettings:
     """How the predicted maps become instances (chosen on the validation images, recorded in the bundle).
 
     Attributes
@@ -84,7 +84,7 @@ class LearnedSegmentation:
 
 
 @functools.lru_cache(maxsize=2)
-def load_segmenter(folder: str | None = None) -> tuple[ModelBundle, SplitSettings]:
+def load_segmenter(folder: str | None = None) -> tuple[ModelBundle, WatershedSettings]:
     """The segmenter bundle (the shipped one by default) and its split settings (``split.json``)."""
     from ...models.bundle import load_bundle  # torch: only when the learned method runs
 
@@ -93,11 +93,11 @@ def load_segmenter(folder: str | None = None) -> tuple[ModelBundle, SplitSetting
         raise UserError(f"{path}: the learned nuclei segmenter is not installed here; reinstall virtualstain, or use "
                         "--method classical")
     settings_file = path / "split.json"
-    settings = SplitSettings(**json.loads(settings_file.read_text())) if settings_file.is_file() else SplitSettings()
+    settings = WatershedSettings(**json.loads(settings_file.read_text())) if settings_file.is_file() else WatershedSettings()
     return load_bundle(path), settings
 
 
-def segment_nuclei_learned(image: np.ndarray, model: str | None = None, settings: SplitSettings | None = None,
+def segment_nuclei_learned(image: np.ndarray, model: str | None = None, settings: WatershedSettings | None = None,
                            diameter_px: float | None = None) -> LearnedSegmentation:
     """Instance labels of the nuclei in a 2D fluorescence image ``(Y, X)`` with the learned segmenter.
 
@@ -107,7 +107,7 @@ def segment_nuclei_learned(image: np.ndarray, model: str | None = None, settings
         2D image with bright nuclei, any units.
     model : str, optional
         A segmenter bundle folder (default: the shipped one).
-    settings : SplitSettings, optional
+    settings : WatershedSettings, optional
         Overrides the bundle's split settings.
     diameter_px : float, optional
         The typical nucleus diameter (px) to rescale by; default estimated from ``image``.

@@ -66,6 +66,11 @@ def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *
     method = method or DEFAULT_NUCLEI_METHOD
     if method not in ("classical", "learned"):
         raise UserError(f"--method {method}: use classical or learned")
+    lengths_given = [flag for flag, value in (("--smooth-um", smooth_um), ("--split-depth-um", split_depth_um),
+                                              ("--min-area-um2", min_area_um2)) if value is not None]
+    if method == "learned" and lengths_given:
+        raise UserError(f"{', '.join(lengths_given)} set the classical method's lengths, but the method is learned "
+                        "(it sizes the nuclei from each image); add --method classical, or leave them out")
     paths = [Path(name) for name in images]
     dests = [output_path(Path(out), path) for path in paths]
     refuse_overwriting_inputs(dests, paths)
