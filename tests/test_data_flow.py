@@ -74,7 +74,7 @@ def _classical_judge(monkeypatch):
     """The judge's learned segmenter runs networks too; these tests count the stain model's passes only."""
     from virtualstain.workflows.stain import nuclei_segmenter
 
-    monkeypatch.setattr(nuclei_segmenter, "DEFAULT_NUCLEI_METHOD", "classical")
+    monkeypatch.setattr(nuclei_segmenter, "JUDGE_NUCLEI_METHOD", "classical")
 
 
 def test_train_judges_its_test_regions_from_memory_and_predicts_each_once(tmp_path, monkeypatch, synthetic_manifest,

@@ -136,7 +136,8 @@ def study(manifest: str, out: str, config_path: str | None, fractions: str, epoc
               help="CHANNEL=nuclei|cells|none (default: by channel name, e.g. DAPI/Hoechst → nuclei).")
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
 @click.option("--segmenter", type=click.Choice(["classical", "learned"]),
-              help="How nuclei channels are segmented (default: the package's default method, see README).")
+              help="How nuclei channels are segmented (default: classical; the learned segmenter splits the "
+                   "smoother nuclei of virtual stains, see README).")
 def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], pixel_size_um: float | None,
              readouts: tuple[str, ...], no_report: bool, segmenter: str | None) -> None:
     """Judge predictions against real stains: FILES are PRED... TARGET... (as many of each, or two folders).

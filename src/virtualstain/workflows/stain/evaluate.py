@@ -96,7 +96,7 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
         Image panels shown in the report (the first images, in order).
     nuclei_method : {"classical", "learned"}, optional
         How nuclei channels are segmented (default
-        :data:`~virtualstain.workflows.stain.nuclei_segmenter.DEFAULT_NUCLEI_METHOD`).
+        :data:`~virtualstain.workflows.stain.nuclei_segmenter.JUDGE_NUCLEI_METHOD`, classical).
 
     Returns
     -------
