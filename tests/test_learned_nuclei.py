@@ -153,3 +153,16 @@ def segment_nuclei_for(image):
     from virtualstain.analysis import segment_nuclei, segmentation_lengths
 
     return segment_nuclei(image, **segmentation_lengths(image, None).kwargs())
+
+
+def test_a_damaged_split_file_is_named(tmp_path):
+    import shutil
+
+    from virtualstain.errors import UserError
+    from virtualstain.workflows.stain.nuclei_segmenter import load_segmenter
+
+    folder = tmp_path / "nuclei"
+    shutil.copytree(_shipped(), folder)
+    (folder / "split.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"split.json: not the segmenter's watershed settings .*; restore it"):
+        load_segmenter(str(folder))

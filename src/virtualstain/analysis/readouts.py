@@ -94,22 +94,18 @@ def object_readout(prediction: np.ndarray, target: np.ndarray, kind: str, pixel_
         raise ValueError(f"readout kind must be 'nuclei' or 'cells', got {kind!r}")
     segment = segment_nuclei if kind == "nuclei" else segment_cells_from_junctions
     t_plane, p_plane = _plane(target), _plane(prediction)
-    if kind == "nuclei" and nuclei_segmenter is not None:
-        diameter = estimate_nucleus_diameter(t_plane).diameter_px
-        px = pixel_size_um or 1.0
-        t_labels, p_labels = nuclei_segmenter(t_plane, diameter), nuclei_segmenter(p_plane, diameter)
-        match = match_objects(p_labels, t_labels, pixel_size_um=px)
-        features = feature_agreement(t_plane, p_plane, px, real_labels=t_labels, virtual_labels=p_labels, match=match)
-        classical = segment_nuclei(t_plane, **segmentation_lengths(t_plane, pixel_size_um).kwargs())
-        return ObjectReadout(kind, t_labels, p_labels, match, features, match_objects(t_labels, classical).f1)
     if kind == "nuclei":
         segment_kwargs = {**segmentation_lengths(t_plane, pixel_size_um).kwargs(), **segment_kwargs}
     else:
         segment_kwargs = {"pixel_size_um": pixel_size_um or 1.0, **segment_kwargs}
-    pixel_size_um = segment_kwargs["pixel_size_um"]
-    t_labels = segment(t_plane, **segment_kwargs)
-    p_labels = segment(p_plane, **segment_kwargs)
-    match = match_objects(p_labels, t_labels, pixel_size_um=pixel_size_um)
-    features = feature_agreement(t_plane, p_plane, pixel_size_um, real_labels=t_labels, virtual_labels=p_labels,
-                                 match=match)
-    return ObjectReadout(kind, t_labels, p_labels, match, features)
+    px = segment_kwargs["pixel_size_um"]
+    agreement = float("nan")
+    if kind == "nuclei" and nuclei_segmenter is not None:
+        diameter = estimate_nucleus_diameter(t_plane).diameter_px
+        t_labels, p_labels = nuclei_segmenter(t_plane, diameter), nuclei_segmenter(p_plane, diameter)
+        agreement = match_objects(t_labels, segment(t_plane, **segment_kwargs)).f1
+    else:
+        t_labels, p_labels = segment(t_plane, **segment_kwargs), segment(p_plane, **segment_kwargs)
+    match = match_objects(p_labels, t_labels, pixel_size_um=px)
+    features = feature_agreement(t_plane, p_plane, px, real_labels=t_labels, virtual_labels=p_labels, match=match)
+    return ObjectReadout(kind, t_labels, p_labels, match, features, agreement)

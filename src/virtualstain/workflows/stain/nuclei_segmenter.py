@@ -97,7 +97,12 @@ def load_segmenter(folder: str | None = None) -> tuple[ModelBundle, WatershedSet
         raise UserError(f"{path}: the learned nuclei segmenter is not installed here; reinstall virtualstain, or use "
                         "--method classical")
     settings_file = path / "split.json"
-    settings = WatershedSettings(**json.loads(settings_file.read_text())) if settings_file.is_file() else WatershedSettings()
+    try:
+        settings = WatershedSettings(**json.loads(settings_file.read_text())) if settings_file.is_file() \
+            else WatershedSettings()
+    except (ValueError, TypeError) as exc:  # not JSON, or other fields
+        raise UserError(f"{settings_file}: not the segmenter's watershed settings ({exc}); restore it from the "
+                        "package, or delete it for the defaults") from None
     return load_bundle(path), settings
 
 
