@@ -143,10 +143,17 @@ def test_measured_throughput_leaves_the_network_unchanged():
 
 
 def test_a_fixed_number_of_epochs_trains_the_same_model_twice(tmp_path, synthetic_manifest):
+    """Bitwise at one thread: with more, the free-core thread count (training/threads.py) follows the machine's
+    load, and another thread count sums floats in another order."""
     from virtualstain.workflows.stain.train import train
 
-    a = train(synthetic_manifest, tmp_path / "a", tiny_config()).bundle.network.state_dict()
-    b = train(synthetic_manifest, tmp_path / "b", tiny_config()).bundle.network.state_dict()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = train(synthetic_manifest, tmp_path / "a", tiny_config()).bundle.network.state_dict()
+        b = train(synthetic_manifest, tmp_path / "b", tiny_config()).bundle.network.state_dict()
+    finally:
+        torch.set_num_threads(threads)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
