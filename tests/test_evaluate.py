@@ -19,10 +19,12 @@ from virtualstain.evaluation.types import ChannelSummary, ObjectSummary
 from virtualstain.evaluation.verdicts import verdicts
 from virtualstain.workflows.stain.evaluate import evaluate_files
 
-#: The header of metrics.csv with a known pixel size, as written since before the typed rows.
+#: The header of metrics.csv with a known pixel size, as written since before the typed rows (with VirFluoNet's
+#: tolerance columns after the pixel scores since issue 15).
 COLUMNS = ["image", "channel", "pearson_r", "segmentation_pcc", "ssim", "psnr", "nrmse", "mae", "data_range",
-           "baseline_pearson_r", "baseline_ssim", "baseline_nrmse", "readout", "count_target", "count_prediction",
-           "count_error", "precision", "recall", "f1", "displacement_median_um", "area_ratio_median",
+           "tolerance_level", "tolerance_threshold", "tolerance_intensity_error", "tolerance_spatial_error",
+           "error_area_fraction", "baseline_pearson_r", "baseline_ssim", "baseline_nrmse", "readout", "count_target",
+           "count_prediction", "count_error", "precision", "recall", "f1", "displacement_median_um", "area_ratio_median",
            "segmenter_agreement_f1", "note"]
 
 CENTRES = [(20 + 40 * i, 20 + 40 * j) for i in range(2) for j in range(5)]  # 10 nuclei on a grid

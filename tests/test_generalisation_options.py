@@ -30,15 +30,29 @@ def _only(name: str, **ranges) -> IntensityAugmentation:
     return IntensityAugmentation(**{**OFF, f"{name}_probability": 1.0}, **ranges)
 
 
-# --- defaults: everything off ---------------------------------------------------------------------------------
+# --- defaults: everything off but intensity augmentation on small training areas -------------------------------
 
 def test_the_options_are_off_by_default():
     data, training = DataSettings(), TrainingSettings()
-    assert data.intensity_augmentation is False and data.input_normalization_scope == "dataset"
+    assert data.intensity_augmentation == "auto" and data.input_normalization_scope == "dataset"
     assert training.foreground_weight == 0.0 and training.loss == "mse"
     assert TrainingSettings(loss="mae_msssim", foreground_weight=2.0).foreground_weight == 2.0
     with pytest.raises(ValueError):
         TrainingSettings(foreground_weight=-1.0)
+
+
+def test_intensity_augmentation_auto_follows_the_training_area():
+    from virtualstain.training.auto import SMALL_TRAINING_PATCHES, choose_intensity_augmentation
+
+    patch = 128 * 128
+    small = choose_intensity_augmentation("auto", (SMALL_TRAINING_PATCHES - 1) * patch, patch)
+    large = choose_intensity_augmentation("auto", SMALL_TRAINING_PATCHES * patch, patch)
+    assert (small.value, large.value) == ("on", "off")
+    assert small.line() == (f"data.intensity_augmentation = on: the training area holds {SMALL_TRAINING_PATCHES - 1} "
+                            f"patches, fewer than {SMALL_TRAINING_PATCHES}: a small set, whose grey levels a network "
+                            "learns by heart")
+    assert choose_intensity_augmentation(False, 1, patch).value == "off"  # what the config says wins
+    assert choose_intensity_augmentation(True, 10 ** 9, patch).value == "on"
 
 
 # --- intensity augmentation -----------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Layering, checked on every module (not a list): what may import what, and what stays free of torch.
 
 Layers, bottom to top; a module imports only from its own package or from lower layers. Packages
-that share a layer never import each other (the task rooms ``workflows/stain``, ``workflows/phase``
-and ``workflows/srqpi`` above all).
+that share a layer never import each other (the task rooms ``workflows/stain``, ``workflows/phase``,
+``workflows/srqpi`` and ``workflows/focus`` above all).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ LAYERS = [
     {"models"},
     {"inference"},
     {"training"},
-    {"workflows", "workflows.stain", "workflows.phase", "workflows.srqpi"},
+    {"workflows", "workflows.stain", "workflows.phase", "workflows.srqpi", "workflows.focus"},
     {"cli", "virtualstain"},
 ]
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
-TORCH_FREE = ["data", "metrics", "analysis", "optics", "evaluation", "report", "workflows.phase"]
+TORCH_FREE = ["data", "metrics", "analysis", "optics", "evaluation", "report", "workflows.phase", "workflows.focus"]
 
 
 def _unit(module: str) -> str:
@@ -97,7 +97,7 @@ def test_nothing_imports_upward_or_sideways():
 
 
 def test_the_task_rooms_never_import_each_other():
-    rooms = {"workflows.stain", "workflows.phase", "workflows.srqpi"}
+    rooms = {"workflows.stain", "workflows.phase", "workflows.srqpi", "workflows.focus"}
     bad = [f"{m} imports {t}" for m, u, t, o in _import_edges() if u in rooms and o in rooms]
     assert not bad, "\n".join(bad)
 

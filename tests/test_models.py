@@ -43,7 +43,7 @@ def test_residual_adds_input_or_projection():
 
 
 def test_registry_refuses_unknown_names_and_fields():
-    known = r"\['fnet', 'pics', 'sr_unet', 'srcnn', 'unet'\]"
+    known = r"\['cgan', 'fnet', 'pics', 'sr_unet', 'srcnn', 'unet'\]"
     with pytest.raises(UserError, match=r"model.architecture 'resnet' is not known; choose one of " + known):
         make_config("resnet", 1, 1)
     with pytest.raises(UserError, match=r"unknown setting\(s\) \['widht'\]"):

@@ -97,7 +97,8 @@ def test_one_options_object_carries_every_prediction_setting(rng):
     assert np.array_equal(predict(bundle, image, options), predict(bundle, image, tile_size=16, tta=True, border="none"))
     assert np.array_equal(predict(bundle, image, options, tta=False), predict(bundle, image, tile_size=16, border="none"))
     assert options.replace(amp=True) == PredictOptions(tile_size=16, tta=True, border="none", amp=True) and not options.amp
-    with pytest.raises(TypeError, match=r"unknown prediction option\(s\) \['tiles'\]; known: \['amp', 'border', 'device'"):
+    known = r"known: \['amp', 'blend_overlap', 'border', 'device'"
+    with pytest.raises(TypeError, match=r"unknown prediction option\(s\) \['tiles'\]; " + known):
         predict(bundle, image, tiles=16)
 
 

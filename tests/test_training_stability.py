@@ -90,7 +90,8 @@ def test_train_prints_records_and_reuses_its_choices(tmp_path, synthetic_manifes
     result = train(synthetic_manifest, tmp_path / "run", config, max_minutes=5, log=lines.append)
     assert measured == [1]
     recorded = json.loads((tmp_path / "run" / "choices.json").read_text())
-    assert [c["setting"] for c in recorded] == ["training.precision", "training.patches_per_epoch"]
+    assert [c["setting"] for c in recorded] == ["training.precision", "data.intensity_augmentation",
+                                                "training.patches_per_epoch"]
     assert lines == [f"{c['setting']} = {c['value']}: {c['reason']}" for c in recorded] == result.summary.choices
     with open(tmp_path / "run" / "log" / "metrics.csv") as fh:
         columns = set(next(csv.reader(fh)))

@@ -37,7 +37,10 @@ def cli() -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (defaults if omitted).")
 @click.option("--max-minutes", type=float, help="Wall-clock training budget in minutes.")
 @click.option("--fresh", is_flag=True, help="Discard an interrupted run in --out instead of resuming it.")
-def train(manifest: str, out: str, config_path: str | None, max_minutes: float | None, fresh: bool) -> None:
+@click.option("--init", "init", type=click.Path(), help="Start from this trained model (fine-tuning; same "
+              "architecture and channels).")
+def train(manifest: str, out: str, config_path: str | None, max_minutes: float | None, fresh: bool,
+          init: str | None) -> None:
     """Train a model on the paired images listed in MANIFEST.csv."""
     from .training.config import load_config
 
@@ -46,7 +49,7 @@ def train(manifest: str, out: str, config_path: str | None, max_minutes: float |
         config.training.max_minutes = max_minutes
     from .workflows.stain.train import train as run_train
 
-    result = run_train(manifest, out, config, fresh=fresh, log=click.echo)
+    result = run_train(manifest, out, config, fresh=fresh, log=click.echo, init=init)
     s = result.summary
     if s is None:  # a non-zero DDP rank: rank 0 reports
         return
@@ -78,15 +81,21 @@ def train(manifest: str, out: str, config_path: str | None, max_minutes: float |
               "(DL-SRQPI brightness correction; other lamp power, exposure or gain).")
 @click.option("--border", type=click.Choice(["mirror", "none"]), default="mirror", show_default=True,
               help="What the network sees beyond the image's edges: the image mirrored, or zeros (as 0.1.0).")
+@click.option("--stitch", type=click.Choice(["exact", "blend"]), default="exact", show_default=True,
+              help="exact: tiles equal whole-image prediction; blend: VirFluoNet's alpha-blended windows "
+              "(--tile-size px, default 256).")
+@click.option("--blend-overlap", type=int, default=32, show_default=True, help="Overlap of blended windows, px.")
 def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None, input_channels: str | None,
             tta: bool, overwrite: bool, composite: bool, device: str | None, amp: bool, memory_mb: float | None,
-            match_brightness: bool, border: Literal["mirror", "none"]) -> None:
+            match_brightness: bool, border: Literal["mirror", "none"], stitch: Literal["exact", "blend"],
+            blend_overlap: int) -> None:
     """Predict stains for INPUTS with the bundle MODEL; outputs keep the inputs' names."""
     from .inference.options import PredictOptions
     from .workflows.stain.predict import predict_files
 
     options = PredictOptions(tile_size=tile_size, tta=tta, device=device, memory_budget_mb=memory_mb, amp=amp,
-                             match_brightness=match_brightness, border=border, progress=sys.stderr.isatty())
+                             match_brightness=match_brightness, border=border, stitch=stitch,
+                             blend_overlap=blend_overlap, progress=sys.stderr.isatty())
     written = predict_files(model, inputs, out, options, input_channels=_channels(input_channels),
                             overwrite=overwrite, composite=composite)
     for path in written.removed_parts:
@@ -135,9 +144,10 @@ def study(manifest: str, out: str, config_path: str | None, fractions: str, epoc
 @click.option("--readout", "readouts", multiple=True,
               help="CHANNEL=nuclei|cells|none (default: by channel name, e.g. DAPI/Hoechst → nuclei).")
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
-@click.option("--segmenter", type=click.Choice(["classical", "learned"]),
+@click.option("--segmenter", type=click.Choice(["classical", "learned", "cellpose"]),
               help="How nuclei channels are segmented (default: classical; the learned segmenter splits the "
-                   "smoother nuclei of virtual stains, see README).")
+                   "smoother nuclei of virtual stains, see README; cellpose if installed). The report also shows "
+                   "where the classical and the learned (or cellpose) segmenter disagree on each real stain.")
 def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], pixel_size_um: float | None,
              readouts: tuple[str, ...], no_report: bool, segmenter: str | None) -> None:
     """Judge predictions against real stains: FILES are PRED... TARGET... (as many of each, or two folders).
@@ -175,9 +185,10 @@ def evaluate(files: tuple[str, ...], out: str | None, inputs: tuple[str, ...], p
 @click.option("--min-area-um2", type=float,
               help="Smaller objects are dropped [20 µm²; no pixel size: 5 % of a disc of diameter d].")
 @click.option("--channel", default=0, show_default=True, type=int, help="Channel of multi-channel images.")
-@click.option("--method", type=click.Choice(["classical", "learned"]),
+@click.option("--method", type=click.Choice(["classical", "learned", "cellpose"]),
               help="classical: threshold + distance watershed (lengths below); learned: the shipped U-Net, sized "
-                   "to the nuclei of each image [default: the package's default method, see README].")
+                   "to the nuclei of each image; cellpose: cellpose's nuclei model at that size (needs the cellpose "
+                   "package) [default: the package's default method, see README].")
 @click.option("--track", "track_too", is_flag=True,
               help="IMAGES are the frames of a time-lapse, in order: also link the nuclei into tracks and write "
                    "the Cell Tracking Challenge result (maskTTT.tif, res_track.txt) into OUT/tracks.")
@@ -438,6 +449,50 @@ def simulate(phases: tuple[str, ...], out: str, synthetic: int, defocus_um: str,
         if synthetic_peak_rad else None)
     result = simulate_pairs(phases, out, settings, synthetic=synthetic, progress=True)
     click.echo(f"{len(result.pairs)} pairs → {result.manifest}")
+
+
+@cli.command("defocus-pairs")
+@click.argument("images", nargs=-1, required=True, metavar="IMAGES...", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for input/, target/, manifest.csv and defocus_pairs.json.")
+@click.option("--z-um", required=True, help="Defocus z in µm: one value, Z1:Z2 (1 µm steps) or Z1:Z2:STEP; with --psf "
+              "the z of each PSF plane, in file order.")
+@click.option("--exclude-um", help="LOW:HIGH: drop the z values in this closed interval (near-focus planes), e.g. -2:2.")
+@click.option("--na", type=float, help="Objective numerical aperture (below --medium-index).")
+@click.option("--wavelength-um", type=float, help="Emission wavelength, µm (e.g. 0.46 for Hoechst).")
+@click.option("--pixel-size-um", type=float, help="Pixel size in the sample, µm (default: from each file).")
+@click.option("--medium-index", default=1.0, show_default=True, type=float,
+              help="Refractive index of the immersion medium (air 1.0, water 1.33, oil 1.515).")
+@click.option("--noise", default=0.0, show_default=True, type=float,
+              help="Gaussian noise σ as a fraction of each source image's range max − min (images are written as "
+                   "(I − min)/(max − min), 0…1); 0 = no noise.")
+@click.option("--photons", type=float, help="Also shot noise: Poisson with this many photons at the normalised "
+              "intensity 1 (applied before --noise).")
+@click.option("--psf", type=click.Path(dir_okay=False), help="Measured PSF TIFF instead of the computed one: (Y, X), "
+              "or (Z, Y, X) with one plane per --z-um value; the images' pixel size, centred on pixel [ny//2, nx//2].")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the noise.")
+@click.option("--channel-name", help="Channel name in the written files (default: the file's, else fluorescence); "
+              "e.g. hoechst, so that evaluate judges nuclei.")
+def defocus_pairs(images: tuple[str, ...], out: str, z_um: str, exclude_um: str | None, na: float | None,
+                  wavelength_um: float | None, pixel_size_um: float | None, medium_index: float, noise: float,
+                  photons: float | None, psf: str | None, seed: int, channel_name: str | None) -> None:
+    """Defocused / in-focus training pairs from in-focus fluorescence IMAGES (autofocus, VirFluoNet).
+
+    Each image, scaled to 0…1 by its min and max, is the target; the input is it blurred by the incoherent
+    defocus PSF of a circular pupil (NA, λ, n) at each z, plus noise. The manifest groups all z of one image,
+    so that a split never puts one field in training and test.
+    """
+    from .data.ranges import parse_interval, parse_values
+    from .workflows.focus.defocus_pairs import DefocusSettings, make_defocus_pairs
+
+    settings = DefocusSettings(
+        z_um=parse_values(z_um, "--z-um", 1.0),
+        exclude_um=list(parse_interval(exclude_um, "--exclude-um")) if exclude_um is not None else None,
+        wavelength_um=wavelength_um, na=na, pixel_size_um=pixel_size_um, medium_index=medium_index, noise=noise,
+        photons=photons, psf=psf, seed=seed, channel_name=channel_name)
+    result = make_defocus_pairs(images, out, settings, log=click.echo)
+    skipped = f" ({result.skipped} already there)" if result.skipped else ""
+    click.echo(f"{len(result.pairs)} pairs{skipped} → {result.manifest}")
 
 
 @cli.command("evaluate-sr")

@@ -2,18 +2,28 @@
 
 A manifest is a CSV with one row per field of view and the columns
 
-``input``           image path, relative to the CSV's folder;
-``target``          one or several paths separated by ``;`` (their channels are stacked);
-``input_channels``  optional indices of channels/planes of ``input`` to use, e.g. ``0,3``;
+``input``           one or several image paths separated by ``;``, relative to the CSV's folder;
+``target``          one or several image paths separated by ``;``;
+``input_channels``  optional indices of channels/planes of the (stacked) input to use, e.g. ``0,3``;
 ``split``           optional ``train``/``val``/``test``;
 ``group``           optional well or field id; rows of one group always share a split;
 ``pixel_size_um``   optional lateral pixel size of the **input** in µm;
 ``scale``           optional integer k ≥ 1: the target is k× larger than the input in Y and X
                     (super-resolution, e.g. DL-SRQPI's 4×-binned intensity → phase); default 1.
 
+Joined files (``actin.tif;nuclei.tif``) are co-registered images of one field: their channels are
+stacked in order (file 1's channels, then file 2's, ...), so ``a.tif;b.tif`` equals the pre-merged file
+with the same channels, and ``input_channels`` indexes the stacked channels (with a 2-channel ``a.tif``,
+index 2 is ``b.tif``'s first channel). Joined files must have one spatial shape; the input's acquisition
+metadata is the first file's, and so is its pixel size (the next file's where the first records none;
+joined inputs recording different pixel sizes are refused). The sample is named after the first input
+file. Without channel names in the files, training names a joined input's channels after its files
+(:func:`names_from_files`), and :func:`manifest_sha256` hashes its files whole.
+
 The manifest must be UTF-8 (a UTF-16 or Latin-1 file is refused: "save it as UTF-8"); a row with more
-cells than header columns, two rows with the same input file (it would leak into training and
-validation/test) and a pixel size outside 0.001–100 µm are refused, naming the line.
+cells than header columns, two rows with the same input (the same file, or the same joined files in the
+same order: it would leak into training and validation/test) and a pixel size outside 0.001–100 µm are
+refused, naming the line.
 
 Arrays are arranged channels-first: ``(C, Y, X)`` for 2D, ``(C, Z, Y, X)`` for 3D.
 """
@@ -23,10 +33,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -68,6 +81,12 @@ class Sample:
         Lateral pixel size of the input in µm (the target's is ``pixel_size_um / scale``).
     source : str
         Where the sample came from (for error messages).
+    input_paths, target_paths : list of str
+        The files read for the input and the target, in stacking order (empty for arrays).
+    input_channels : list of int or None
+        The channels picked from the stacked channels of ``input_paths`` (None: all).
+    input_file_channels : list of int
+        How many channels each of ``input_paths`` holds, before ``input_channels`` picks.
     scale : int
         Target pixels per input pixel along Y and X.
     acquisition : Acquisition
@@ -87,6 +106,7 @@ class Sample:
     input_paths: list[str] = field(default_factory=list)
     target_paths: list[str] = field(default_factory=list)
     input_channels: list[int] | None = None
+    input_file_channels: list[int] = field(default_factory=list)
     scale: int = 1
     acquisition: Acquisition = field(default_factory=Acquisition)
     input_channel_names: list[str] = field(default_factory=list)
@@ -110,33 +130,122 @@ def parse_channels(text: str | None, where: str) -> list[int] | None:
     return values
 
 
-def select_channels(array: np.ndarray, channels: list[int] | None, path: str | os.PathLike) -> np.ndarray:
-    """Pick channels (axis 0) of a channels-first array, with a clear error if absent."""
-    if channels is None:
-        return array
-    missing = [c for c in channels if c >= array.shape[0]]
-    if missing:
-        raise UserError(
-            f"{path}: channels {missing} requested but the file has {array.shape[0]} channel(s)/plane(s) "
-            f"(indices 0..{array.shape[0] - 1}); fix input_channels / --input-channels"
-        )
-    return array[channels]
+class _ImageFile(NamedTuple):
+    path: str | os.PathLike
+    array: np.ndarray  # channels-first, the file's dtype
+    meta: ImageMeta
 
 
-def load_input(path: str | os.PathLike, spatial_dims: int, channels: list[int] | None,
-               selected_names: list[str] | None = None) -> tuple[np.ndarray, ImageMeta]:
-    """Read an input image as float32 channels-first, validated (finite, not constant), with its metadata.
+def _joined(paths: Iterable[str | os.PathLike]) -> str:
+    return ";".join(str(p) for p in paths)
 
-    ``channels`` are picked from the file, unless the file's channel names already equal
-    ``selected_names`` (a file written with exactly the model's input channels, e.g. ``RUN/test/input``).
+
+def _read_files(paths: Sequence[str | os.PathLike], spatial_dims: int, what: str, fix: str) -> list[_ImageFile]:
+    """Read co-registered files channels-first; files of different spatial shapes are refused (``fix`` says how)."""
+    files = []
+    for p in paths:
+        array, meta = read_image(p)
+        files.append(_ImageFile(p, to_channels_first(array, meta, spatial_dims, p), meta))
+    if len({f.array.shape[1:] for f in files}) > 1:
+        desc = ", ".join(f"{f.path} {f.array.shape[1:]}" for f in files)
+        raise UserError(f"{what} files differ in shape: {desc}; {fix}")
+    return files
+
+
+def _stacked_names(files: list[_ImageFile]) -> list[str]:
+    """The files' channel names in stacking order; empty unless every file names each of its channels."""
+    if all(len(f.meta.channel_names) == len(f.array) for f in files):
+        return [n for f in files for n in f.meta.channel_names]
+    return []
+
+
+def _stack_channels(files: list[_ImageFile], channels: list[int] | None) -> np.ndarray:
+    """The files' channels stacked in order (file 1's, then file 2's, ...), or those ``channels`` of the stack.
+
+    The picked channels are converted to float32 and checked finite, naming their file; a single file with every
+    channel picked is not copied.
     """
-    array, meta = read_image(path)
-    array = to_channels_first(array, meta, spatial_dims, path)
-    if selected_names and meta.channel_names == list(selected_names) and array.shape[0] == len(selected_names):
+    located = [(k, c) for k, f in enumerate(files) for c in range(len(f.array))]
+    if channels is not None:
+        missing = [c for c in channels if c >= len(located)]
+        if missing:
+            holder = "the file has" if len(files) == 1 else "the joined files have"
+            raise UserError(f"{_joined(f.path for f in files)}: channels {missing} requested but {holder} {len(located)} "
+                            f"channel(s)/plane(s) (indices 0..{len(located) - 1}); fix input_channels / --input-channels")
+        located = [located[c] for c in channels]
+    pieces = []
+    for k, run in itertools.groupby(located, key=lambda kc: kc[0]):
+        f, picked = files[k], [c for _, c in run]
+        piece = as_float32(f.array if picked == list(range(len(f.array))) else f.array[picked], f.path)
+        check_finite(piece, f.path)
+        pieces.append(piece)
+    if len(pieces) == 1:
+        return pieces[0]
+    try:
+        return np.concatenate(pieces, axis=0)
+    except MemoryError:
+        raise too_large(_joined(f.path for f in files), (len(located), *files[0].array.shape[1:])) from None
+
+
+def _joined_pixel_size(files: list[_ImageFile]) -> float | None:
+    """The pixel size the first file records (or, failing that, the next that does); files that disagree are refused."""
+    recorded = [(f.path, f.meta.pixel_size_um) for f in files if f.meta.pixel_size_um]
+    if not recorded:
+        return None
+    first = recorded[0][1]
+    if any(not math.isclose(px, first, rel_tol=1e-3) for _, px in recorded):
+        desc = ", ".join(f"{p} {px:g} µm" for p, px in recorded)
+        raise UserError(f"input files record different pixel sizes: {desc}; the files joined in a row's input must be "
+                        "co-registered images of one field — resample them to one pixel size (or correct the files' "
+                        "metadata)")
+    return first
+
+
+def _path_list(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+
+
+def _load_input_files(paths: str | os.PathLike | Sequence[str | os.PathLike], spatial_dims: int,
+                      channels: list[int] | None, selected_names: list[str] | None
+                      ) -> tuple[np.ndarray, ImageMeta, list[int]]:
+    """:func:`load_input`, plus how many channels each file holds."""
+    files = _read_files(_path_list(paths), spatial_dims, "input",
+                        "all files joined in a row's input must be co-registered images of one size — crop or "
+                        "resample them to one shape")
+    names = _stacked_names(files)
+    if selected_names and names == list(selected_names):
         channels = None
-    array = as_float32(select_channels(array, channels, path), path)
-    check_finite(array, path)
-    check_not_constant(array, path, "input image")
+    array = _stack_channels(files, channels)
+    check_not_constant(array, _joined(f.path for f in files), "input image")
+    first = files[0].meta
+    meta = ImageMeta(axes=first.axes, pixel_size_um=_joined_pixel_size(files), channel_names=names,
+                     description=first.description)
+    return array, meta, [len(f.array) for f in files]
+
+
+def load_input(paths: str | os.PathLike | Sequence[str | os.PathLike], spatial_dims: int, channels: list[int] | None,
+               selected_names: list[str] | None = None) -> tuple[np.ndarray, ImageMeta]:
+    """Read an input image, or several joined ones, as float32 channels-first, validated (finite, not constant).
+
+    The channels of several files are stacked in order (file 1's channels, then file 2's, ...), and ``channels``
+    index the stacked channels, unless the stacked channel names already equal ``selected_names`` (files written
+    with exactly the model's input channels, e.g. ``RUN/test/input``).
+
+    Returns
+    -------
+    array : numpy.ndarray
+        ``(C, Y, X)`` or ``(C, Z, Y, X)`` float32.
+    meta : ImageMeta
+        The first file's axes and description, the stacked channel names (empty unless every file names its
+        channels) and the pixel size the first file records (or, failing that, the next that does).
+
+    Raises
+    ------
+    UserError
+        A missing or bad file, files of different shapes or recorded pixel sizes, absent channels, NaN or a
+        constant input.
+    """
+    array, meta, _ = _load_input_files(paths, spatial_dims, channels, selected_names)
     return array, meta
 
 
@@ -145,23 +254,26 @@ def load_target(paths: Sequence[str | os.PathLike], spatial_dims: int) -> tuple[
 
     Returns the stacked array and the files' channel names (empty unless every file names its channels).
     """
-    parts, names = [], []
-    for p in paths:
-        array, meta = read_image(p)
-        array = as_float32(to_channels_first(array, meta, spatial_dims, p), p)
-        check_finite(array, p)
-        parts.append((p, array))
-        names.append(meta.channel_names if len(meta.channel_names) == array.shape[0] else [])
-    shapes = {a.shape[1:] for _, a in parts}
-    if len(shapes) > 1:
-        desc = ", ".join(f"{p} {a.shape[1:]}" for p, a in parts)
-        raise UserError(f"target files differ in shape: {desc}; all stains of a row must be co-registered images of one size")
-    all_named = all(names)
-    try:
-        stacked = np.concatenate([a for _, a in parts], axis=0) if len(parts) > 1 else parts[0][1]
-    except MemoryError:
-        raise too_large(";".join(str(p) for p, _ in parts), (sum(len(a) for _, a in parts), *parts[0][1].shape[1:])) from None
-    return stacked, [n for group in names for n in group] if all_named else []
+    files = _read_files(paths, spatial_dims, "target", "all stains of a row must be co-registered images of one size")
+    return _stack_channels(files, None), _stacked_names(files)
+
+
+def names_from_files(paths: Sequence[str | os.PathLike], file_channels: Sequence[int],
+                     channels: list[int] | None = None) -> list[str]:
+    """Default channel names from file names, for the channels the files stack.
+
+    Each file gives its stem (its folder's name when stems repeat), with the channel index appended for the
+    channels of a multi-channel file (``stack0``, ``stack1``); ``channels`` pick among the stacked names. Empty when
+    ``file_channels`` does not give one count per file or the names would repeat.
+    """
+    if len(file_channels) != len(paths):
+        return []
+    files = [Path(p) for p in paths]
+    labels = [p.stem for p in files] if len({p.stem for p in files}) == len(files) else [p.parent.name for p in files]
+    names = [label if n == 1 else f"{label}{c}" for label, n in zip(labels, file_channels) for c in range(n)]
+    if channels is not None:
+        names = [names[c] for c in channels]
+    return names if len(set(names)) == len(names) else []
 
 
 def expected_target_shape(input_spatial: tuple[int, ...], scale: int) -> tuple[int, ...]:
@@ -174,7 +286,7 @@ def check_pair(sample: Sample) -> None:
     got, want = sample.target.shape[1:], expected_target_shape(sample.input.shape[1:], sample.scale)
     if got == want:
         return
-    where_in = sample.input_paths[0] if sample.input_paths else sample.source
+    where_in = _joined(sample.input_paths) or sample.source
     where_tg = ";".join(sample.target_paths) or sample.source
     ratios = {t / i for t, i in zip(got[-2:], sample.input.shape[-2:])} if len(got) == len(want) else set()
     if sample.scale == 1 and len(ratios) == 1 and (k := ratios.pop()) > 1 and float(k).is_integer():
@@ -212,7 +324,8 @@ def read_manifest(csv_path: str | os.PathLike, spatial_dims: int = 2, input_chan
     spatial_dims : {2, 3}
         How to read stacks: as channels (2) or as volumes (3).
     input_channels : list of int, optional
-        Default channel selection for rows that leave ``input_channels`` empty.
+        Default channel selection for rows that leave ``input_channels`` empty. Indices count the stacked channels
+        of a row's input: with ``a.tif;b.tif`` and a 2-channel ``a.tif``, index 2 is ``b.tif``'s first channel.
 
     Raises
     ------
@@ -250,23 +363,22 @@ def read_manifest(csv_path: str | os.PathLike, spatial_dims: int = 2, input_chan
     samples: list[Sample] = []
     for i, (line, row) in enumerate(lined_rows, start=2):
         where = f"{csv_path}, line {line}"
-        if not row.get("input") or not row.get("target"):
+        in_paths, tg_paths = _joined_paths(base, row.get("input", "")), _joined_paths(base, row.get("target", ""))
+        if not in_paths or not tg_paths:
             raise UserError(f"{where}: empty input or target; every row needs both paths")
         split = row.get("split") or None
         if split is not None and split not in SPLITS:
             raise UserError(f"{where}: split {split!r} is not one of {SPLITS}; fix the split column")
         px = parse_pixel_size(row.get("pixel_size_um"), where)
         channels = parse_channels(row.get("input_channels"), where) or input_channels
-        in_path = base / row["input"]
-        tg_paths = [base / t.strip() for t in row["target"].split(";") if t.strip()]
         scale = parse_scale(row.get("scale"), where)
-        x, meta = load_input(in_path, spatial_dims, channels)
+        x, meta, file_channels = _load_input_files(in_paths, spatial_dims, channels, None)
         y, target_names = load_target(tg_paths, spatial_dims)
         sample = Sample(
-            name=in_path.stem, input=x, target=y, split=split, group=row.get("group") or f"row{i}",
+            name=in_paths[0].stem, input=x, target=y, split=split, group=row.get("group") or f"row{i}",
             pixel_size_um=px if px is not None else meta.pixel_size_um, source=where,
-            input_paths=[str(in_path)], target_paths=[str(p) for p in tg_paths], input_channels=channels,
-            scale=scale, acquisition=Acquisition.from_description(meta.description),
+            input_paths=[str(p) for p in in_paths], target_paths=[str(p) for p in tg_paths], input_channels=channels,
+            input_file_channels=file_channels, scale=scale, acquisition=Acquisition.from_description(meta.description),
             input_channel_names=meta.channel_names if channels is None and len(meta.channel_names) == len(x) else [],
             target_channel_names=target_names,
         )
@@ -288,19 +400,25 @@ def parse_pixel_size(text: str | None, where: str) -> float | None:
     return check_length_um(value, f"{where}: pixel_size_um", low=low, high=high)
 
 
+def _joined_paths(base: Path, cell: str) -> list[Path]:
+    """The files of a manifest cell that joins one or several paths with ``;``, relative to ``base``."""
+    return [base / part.strip() for part in cell.split(";") if part.strip()]
+
+
 def _check_no_duplicate_inputs(csv_path: Path, base: Path, lined_rows: list[tuple[int, dict[str, str]]]) -> None:
-    """Refuse two rows with the same input file (resolved): it would leak into training and validation/test."""
-    seen: dict[Path, int] = {}
+    """Refuse two rows with the same input (resolved; joined files as one input): it would leak into training and
+    validation/test."""
+    seen: dict[tuple[Path, ...], int] = {}
     for line, row in lined_rows:
-        if not row.get("input"):
+        resolved = tuple(p.resolve() for p in _joined_paths(base, row.get("input", "")))
+        if not resolved:
             continue
-        resolved = (base / row["input"]).resolve()
         if resolved in seen:
             groups = {r.get("group", "") for n, r in lined_rows if n in (seen[resolved], line)}
             also = " (in different groups)" if len(groups) > 1 else ""
-            raise UserError(f"{csv_path}: lines {seen[resolved]} and {line} both use the input {resolved}{also}; the same "
-                            "image would leak into training and validation/test — remove the duplicate row (one row "
-                            "per field of view; several stains go in one row's target, joined with ';')")
+            raise UserError(f"{csv_path}: lines {seen[resolved]} and {line} both use the input {_joined(resolved)}{also}; "
+                            "the same image would leak into training and validation/test — remove the duplicate row "
+                            "(one row per field of view; several stains go in one row's target, joined with ';')")
         seen[resolved] = line
 
 
@@ -385,11 +503,20 @@ def samples_from_arrays(
 
 
 def manifest_sha256(csv_path: str | os.PathLike | None, samples: list[Sample]) -> str:
-    """Hash of the training data: the manifest text plus every array's bytes."""
+    """Hash of the training data: the manifest text, every array's bytes and every file joined in an input.
+
+    The files of a joined input are hashed whole, so that changing any of them, even in channels that
+    ``input_channels`` leaves out, invalidates a resume; a single input file is covered by its array.
+    """
     h = hashlib.sha256()
     if csv_path is not None:
         h.update(Path(csv_path).read_bytes())
     for s in samples:
         h.update(np.ascontiguousarray(s.input).tobytes())
         h.update(np.ascontiguousarray(s.target).tobytes())
+        if len(s.input_paths) > 1:
+            for path in s.input_paths:
+                with open(path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
     return h.hexdigest()

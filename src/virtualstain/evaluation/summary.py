@@ -1,4 +1,6 @@
-"""Pool the rows of an evaluation per channel: means and medians, FRM's accuracy score P, object readouts.
+"""Pool the rows of an evaluation per channel: means and medians, FRM's accuracy score P, VirFluoNet's
+tolerance curve (the mean of the images' curves, and its minimum), object readouts and their feature
+correlations (pooled over all matched objects, and per image).
 
 Lengths stay in the unit the rows were measured in (µm, or px without a pixel size); see
 :mod:`virtualstain.evaluation.types`.
@@ -12,7 +14,8 @@ import numpy as np
 
 from ..analysis.features import FEATURES, feature_correlations
 from ..metrics.correlation import accuracy_score_of_r
-from .types import ChannelPool, ChannelSummary, ImageRow, ObjectSummary
+from ..metrics.tolerance import THRESHOLD_FRACTIONS
+from .types import ChannelPool, ChannelSummary, ImageRow, ObjectSummary, ToleranceCurve
 
 _NAN = float("nan")
 
@@ -38,12 +41,28 @@ def _p90(values: np.ndarray) -> float:
     return float(np.percentile(values, 90)) if values.size else _NAN
 
 
+def summarise_tolerance(pool: ChannelPool) -> ToleranceCurve | None:
+    """The mean over the images of their tolerance curves (each on thresholds i/100 of its own target's range)."""
+    if not pool.tolerance:
+        return None
+    return ToleranceCurve(threshold_fraction=THRESHOLD_FRACTIONS.copy(),
+                          intensity_error=np.mean([c.intensity_error for c in pool.tolerance], axis=0),
+                          spatial_error=np.mean([c.spatial_error for c in pool.tolerance], axis=0),
+                          total=np.mean([c.total for c in pool.tolerance], axis=0))
+
+
+def _per_image_r(pool: ChannelPool) -> dict[str, list[float]]:
+    """Each feature's real-vs-virtual r in each image, in image order."""
+    return {k: [float(r[k]) for r in pool.feature_r] for k in FEATURES}
+
+
 def summarise_objects(rows: list[ImageRow], pool: ChannelPool) -> ObjectSummary:
     """Counts over all images, means of the per-image scores, and medians over all matched objects."""
     objects = [r.objects for r in rows if r.objects is not None]
     n_t = sum(o.count_target for o in objects)
     n_p = sum(o.count_prediction for o in objects)
     displacement = _pooled(pool.displacement)
+    per_image = _per_image_r(pool)
     return ObjectSummary(
         count_target_total=int(n_t), count_prediction_total=int(n_p),
         count_error_total=(n_p - n_t) / n_t if n_t else _NAN,
@@ -56,6 +75,8 @@ def summarise_objects(rows: list[ImageRow], pool: ChannelPool) -> ObjectSummary:
         feature_pearson_r=feature_correlations(
             {k: np.concatenate([t[k] for t in pool.features_real]) for k in FEATURES},
             {k: np.concatenate([t[k] for t in pool.features_virtual]) for k in FEATURES}),
+        feature_pearson_r_per_image=per_image,
+        feature_pearson_r_image_median={k: _nanmedian(v) for k, v in per_image.items()},
     )
 
 
@@ -71,6 +92,8 @@ def summarise_channel(rows: list[ImageRow], pool: ChannelPool) -> ChannelSummary
         nrmse_mean=_nanmean([row.pixels.nrmse for row in rows]), mae_mean=_nanmean([row.pixels.mae for row in rows]),
         baseline_pearson_r_mean=_nanmean([row.baseline.pearson_r for row in rows]),
         baseline_ssim_mean=_nanmean([row.baseline.ssim for row in rows]),
+        error_area_fraction_mean=_nanmean([row.tolerance.error_area_fraction for row in rows]),
+        tolerance_curve=summarise_tolerance(pool),
         undefined=[f"{row.image}: {row.note}" for row in rows if row.note],
         objects=summarise_objects(rows, pool) if pool.kind != "none" else None,
     )

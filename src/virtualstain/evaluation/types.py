@@ -1,9 +1,11 @@
 """The typed results of an evaluation, and the on-disk forms they produce.
 
-:class:`ImageRow` holds one image × channel (:class:`PixelScores`, :class:`BaselineScores` and, for
-channels with an object readout, :class:`ObjectScores`); :class:`ChannelSummary` pools one channel
-(with :class:`ObjectSummary` and its :class:`Verdict` list); :class:`Evaluation` holds both, plus the
-arrays the report draws (:class:`Panel`, :class:`ChannelPool`).
+:class:`ImageRow` holds one image × channel (:class:`PixelScores`, VirFluoNet's :class:`ToleranceScores`,
+:class:`BaselineScores` and, for channels with an object readout, :class:`ObjectScores`);
+:class:`ChannelSummary` pools one channel (with its :class:`ToleranceCurve`, :class:`ObjectSummary` and
+its :class:`Verdict` list); :class:`Evaluation` holds both, plus the arrays the report draws
+(:class:`Panel`, :class:`ChannelPool`) and the judge's check on itself (:class:`NucleiRulers`,
+:class:`Disagreement`).
 
 Units
 -----
@@ -14,7 +16,10 @@ built by :func:`~virtualstain.data.units.length_key`: ``displacement_median_um``
 ``area_target_median_um2`` with a pixel size, ``displacement_median_px`` / ``area_target_median_px2``
 without one. (Before, such columns said ``_um`` while they held pixels.) Otherwise ``metrics.csv``
 (:meth:`Evaluation.csv_columns`, :meth:`Evaluation.csv_rows`) and ``summary.json``
-(:meth:`Evaluation.summary_dict`) keep their columns, keys, order and values.
+(:meth:`Evaluation.summary_dict`) keep their columns, keys, order and values; VirFluoNet's judgements
+(issue 15) added the :class:`ToleranceScores` columns after the pixel scores, and per channel
+``error_area_fraction_mean``, ``tolerance_level``, ``tolerance_threshold``, ``tolerance_curve`` and the
+per-image feature correlations.
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from ..analysis.readouts import ObjectReadout
+from ..analysis.readouts import ObjectReadout, SegmenterComparison
 from ..data.units import length_key, length_unit
+from ..metrics.tolerance import THRESHOLD_FRACTIONS, ToleranceIndex
 
 _POWER = "length_power"  # field metadata: 1 for a length, 2 for an area (its on-disk name follows the unit)
 _LENGTH, _AREA = {_POWER: 1}, {_POWER: 2}  # metadata of fields in µm / µm² (px / px² without a pixel size)
-_Flat: TypeAlias = "PixelScores | BaselineScores | ObjectScores | ObjectSummary"  # the records written as flat columns / keys
+#: The records written as flat columns / keys.
+_Flat: TypeAlias = "PixelScores | ToleranceScores | BaselineScores | ObjectScores | ObjectSummary"
 
 
 def _disk_name(f: dataclasses.Field, pixel_size_um: float | None, prefix: str = "") -> str:
@@ -90,6 +97,39 @@ class PixelScores:
 
 
 @dataclass
+class ToleranceScores:
+    """VirFluoNet's judgements of one image and channel (:mod:`virtualstain.metrics.tolerance`), with B = the
+    target's range (max − min) and D = |prediction − target|.
+
+    Attributes
+    ----------
+    tolerance_level : float
+        TL = min over t of IE(t) + SE(t), unitless (0 is a perfect copy).
+    tolerance_threshold : float
+        The t of that minimum, as a fraction of B.
+    tolerance_intensity_error, tolerance_spatial_error : float
+        IE and SE at that t: mean D of the tolerated pixels / B, and the area fraction with D > t.
+    error_area_fraction : float
+        Area fraction with D > 50/255 · B, VirFluoNet's thresholded error map (Fig. 5).
+
+    All NaN for a constant target (B = 0).
+    """
+
+    tolerance_level: float = math.nan
+    tolerance_threshold: float = math.nan
+    tolerance_intensity_error: float = math.nan
+    tolerance_spatial_error: float = math.nan
+    error_area_fraction: float = math.nan
+
+    @classmethod
+    def of(cls, index: ToleranceIndex, error_area_fraction: float) -> ToleranceScores:
+        """The scores of a :class:`~virtualstain.metrics.tolerance.ToleranceIndex` and the 50/255 error area."""
+        i = index.best_index
+        return cls(index.tolerance_level, float(THRESHOLD_FRACTIONS[i]), float(index.intensity_error[i]),
+                   float(index.spatial_error[i]), error_area_fraction)
+
+
+@dataclass
 class BaselineScores:
     """Input-vs-target baseline: the best-correlating input channel, rescaled to the target by least squares.
 
@@ -123,8 +163,8 @@ class ObjectScores:
     area_ratio_median : float
         Median virtual / real area of the matched objects.
     segmenter_agreement_f1 : float
-        With the learned segmenter: F1 (IoU 0.5) between its and the classical method's objects in the real
-        stain (low = the two rulers disagree on this image); NaN with the classical method.
+        With a second nuclei segmenter (:class:`NucleiRulers`): F1 (IoU 0.5) between the judge's and its
+        objects in the real stain (low = the two rulers disagree on this image); NaN without one.
     """
 
     count_target: int
@@ -142,7 +182,7 @@ class ObjectScores:
         """The scores of an :class:`~virtualstain.analysis.readouts.ObjectReadout` (its lengths in µm or px)."""
         m, medians = readout.match, readout.row()
         return cls(m.n_true, m.n_predicted, m.count_error, m.precision, m.recall, m.f1,
-                   medians["displacement_median_um"], medians["area_ratio_median"], readout.classical_agreement_f1)
+                   medians["displacement_median_um"], medians["area_ratio_median"], readout.agreement_f1)
 
 
 @dataclass
@@ -163,6 +203,8 @@ class ImageRow:
         Why a score is not defined; empty when all are.
     region : str or None
         Bounds of a held-out test region in its field (JSON, input pixels), where the image is one.
+    tolerance : ToleranceScores
+        VirFluoNet's tolerance index and 50/255 error area (written after the pixel scores).
     """
 
     image: str
@@ -173,11 +215,13 @@ class ImageRow:
     objects: ObjectScores | None = None
     note: str = ""
     region: str | None = None
+    tolerance: ToleranceScores = field(default_factory=ToleranceScores)
 
     def csv_row(self, pixel_size_um: float | None) -> dict:
         """The row of ``metrics.csv``; object columns are absent (written empty) without an object readout."""
         row = {"image": self.image, "channel": self.channel, **_disk_dict(self.pixels, pixel_size_um),
-               **_disk_dict(self.baseline, pixel_size_um, "baseline_"), "readout": self.readout}
+               **_disk_dict(self.tolerance, pixel_size_um), **_disk_dict(self.baseline, pixel_size_um, "baseline_"),
+               "readout": self.readout}
         if self.objects is not None:
             row.update(_disk_dict(self.objects, pixel_size_um))
         row["note"] = self.note
@@ -188,7 +232,7 @@ class ImageRow:
 
 def csv_columns(pixel_size_um: float | None) -> list[str]:
     """The columns of ``metrics.csv`` (a ``region`` column follows for held-out test regions)."""
-    return ["image", "channel", *_disk_names(PixelScores, pixel_size_um),
+    return ["image", "channel", *_disk_names(PixelScores, pixel_size_um), *_disk_names(ToleranceScores, pixel_size_um),
             *_disk_names(BaselineScores, pixel_size_um, "baseline_"), "readout",
             *_disk_names(ObjectScores, pixel_size_um), "note"]
 
@@ -236,7 +280,12 @@ class ObjectSummary:
     area_ratio_median : float
         Mean over the images of their median virtual / real area ratio.
     feature_pearson_r : dict of str to float
-        Pearson r, real vs virtual, of each per-object feature over the matched pairs.
+        Pearson r, real vs virtual, of each per-object feature over the matched pairs of all images (pooled).
+    feature_pearson_r_per_image : dict of str to list of float
+        The same r within each image (over its own matched pairs), one per image in order; NaN where an
+        image has fewer than 3 pairs or the feature is constant in it.
+    feature_pearson_r_image_median : dict of str to float
+        Median of each feature's per-image r (NaN ones left out).
     """
 
     count_target_total: int
@@ -251,6 +300,47 @@ class ObjectSummary:
     area_prediction_median: float = field(metadata=_AREA)
     area_ratio_median: float
     feature_pearson_r: dict[str, float]
+    feature_pearson_r_per_image: dict[str, list[float]] = field(default_factory=dict)
+    feature_pearson_r_image_median: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ToleranceCurve:
+    """VirFluoNet's tolerance curve of one channel: IE, SE and their sum per threshold, averaged over its images.
+
+    Attributes
+    ----------
+    threshold_fraction : numpy.ndarray
+        (100,) t_i / B = 0, 0.01, …, 0.99 (B: each target's range).
+    intensity_error, spatial_error, total : numpy.ndarray
+        (100,) means over the images of IE(t_i), SE(t_i) and IE + SE (each image's curve:
+        :attr:`ChannelPool.tolerance`).
+    """
+
+    threshold_fraction: np.ndarray
+    intensity_error: np.ndarray
+    spatial_error: np.ndarray
+    total: np.ndarray
+
+    @property
+    def best_index(self) -> int:
+        """i of the mean curve's minimum (the first one, on ties)."""
+        return int(np.argmin(self.total))
+
+    @property
+    def tolerance_level(self) -> float:
+        """The mean curve's minimum: the channel's TL."""
+        return float(self.total[self.best_index])
+
+    @property
+    def best_threshold(self) -> float:
+        """The threshold of that minimum, fraction of the range."""
+        return float(self.threshold_fraction[self.best_index])
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """The curve in ``summary.json``: lists of 100 values each."""
+        return {"threshold_fraction": self.threshold_fraction.tolist(), "intensity_error": self.intensity_error.tolist(),
+                "spatial_error": self.spatial_error.tolist(), "total": self.total.tolist()}
 
 
 @dataclass
@@ -271,6 +361,11 @@ class ChannelSummary:
         Means over the images (PSNR in dB, MAE in target units).
     baseline_pearson_r_mean, baseline_ssim_mean : float
         Means of the input-vs-target baseline.
+    error_area_fraction_mean : float
+        Mean over the images of the area fraction with |error| > 50/255 of the target's range.
+    tolerance_curve : ToleranceCurve or None
+        VirFluoNet's tolerance curve averaged over the images (None if every target is constant); its
+        minimum and threshold are written as ``tolerance_level`` and ``tolerance_threshold``.
     undefined : list of str
         ``"image: why"`` for every image with a score not defined.
     objects : ObjectSummary or None
@@ -291,13 +386,20 @@ class ChannelSummary:
     mae_mean: float
     baseline_pearson_r_mean: float
     baseline_ssim_mean: float
+    error_area_fraction_mean: float = math.nan
+    tolerance_curve: ToleranceCurve | None = None
     undefined: list[str] = field(default_factory=list)
     objects: ObjectSummary | None = None
     verdicts: list[Verdict] = field(default_factory=list)
 
     def to_dict(self, pixel_size_um: float | None) -> dict:
         """The channel's entry of ``summary.json`` (NaN kept; see :meth:`Evaluation.summary_dict`)."""
-        entry = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("objects", "verdicts")}
+        nested = ("objects", "verdicts", "tolerance_curve")
+        entry = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in nested}
+        curve = self.tolerance_curve
+        entry.update(tolerance_level=curve.tolerance_level if curve else math.nan,
+                     tolerance_threshold=curve.best_threshold if curve else math.nan,
+                     tolerance_curve=curve.to_dict() if curve else None)
         if self.objects is not None:
             entry.update(_disk_dict(self.objects, pixel_size_um))
         return {**entry, "verdicts": [v.to_dict() for v in self.verdicts]}
@@ -320,6 +422,81 @@ class Panel:
     readout: ObjectReadout | None
 
 
+@dataclass(frozen=True)
+class NucleiRulers:
+    """The nuclei segmenters of an evaluation, by name (``"classical"``, ``"learned"``, ``"cellpose"``).
+
+    Attributes
+    ----------
+    judge : str
+        The segmenter of both images of every nuclei channel.
+    other : str or None
+        The segmenter compared with it on every real nuclear stain (:class:`Disagreement`): the classical method
+        when another one judges, the learned one when the classical one judges; None: no comparison.
+    """
+
+    judge: str = "classical"
+    other: str | None = None
+
+
+@dataclass
+class Disagreement:
+    """Where the two nuclei rulers (:class:`NucleiRulers`) disagree on the real stain of one image and channel.
+
+    Attributes
+    ----------
+    image, channel : str
+        As in the rows.
+    n_judge, n_other : int
+        Objects found by the judge and by the other segmenter.
+    matched : int
+        Pairs matched one to one at IoU ≥ 0.5.
+    f1 : float
+        Their agreement, ``2 · matched / (n_judge + n_other)``; NaN when neither found an object.
+    target : numpy.ndarray or None
+        The real stain ``(Y, X)`` (Z maximum projection of a volume), float32, kept with ``comparison`` for the
+        report's panels of the images where the rulers disagree most; None for the others.
+    comparison : SegmenterComparison or None
+        Both label images and their matching; None where ``target`` is None.
+    """
+
+    image: str
+    channel: str
+    n_judge: int
+    n_other: int
+    matched: int
+    f1: float
+    target: np.ndarray | None = field(default=None, repr=False)
+    comparison: SegmenterComparison | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, image: str, channel: str, target: np.ndarray, comparison: SegmenterComparison) -> Disagreement:
+        """The counts of ``comparison``, keeping it and ``target`` (a volume is kept as its Z maximum projection)."""
+        m = comparison.match
+        plane = target.max(axis=0) if target.ndim == 3 else target
+        return cls(image, channel, m.n_true, m.n_predicted, m.true_positives, m.f1, plane.astype(np.float32),
+                   comparison)
+
+    @property
+    def agreement(self) -> float:
+        """:attr:`f1`, with no object in either segmenter counted as full agreement (1)."""
+        return self.f1 if math.isfinite(self.f1) else 1.0
+
+    @property
+    def only_judge(self) -> int:
+        """Objects of the judge without a match in the other segmenter."""
+        return self.n_judge - self.matched
+
+    @property
+    def only_other(self) -> int:
+        """Objects of the other segmenter without a match in the judge's."""
+        return self.n_other - self.matched
+
+    def without_arrays(self) -> Disagreement:
+        """The counts only (the arrays dropped)."""
+        return dataclasses.replace(self, target=None, comparison=None)
+
+
 @dataclass
 class ChannelPool:
     """What the summary and the plots need from every image of one channel, in the order the images came.
@@ -338,6 +515,10 @@ class ChannelPool:
         Areas of each image's real / virtual objects, µm² (px²).
     features_real, features_virtual : list of dict of str to numpy.ndarray
         Per-object features of each image's matched pairs.
+    feature_r : list of dict of str to float
+        Each image's real-vs-virtual Pearson r per feature (over its own matched pairs).
+    tolerance : list of ToleranceIndex
+        VirFluoNet's tolerance curve of each image whose target is not constant (B = its range).
     """
 
     kind: str = "none"
@@ -348,6 +529,8 @@ class ChannelPool:
     area_prediction: list[np.ndarray] = field(default_factory=list)
     features_real: list[dict[str, np.ndarray]] = field(default_factory=list)
     features_virtual: list[dict[str, np.ndarray]] = field(default_factory=list)
+    feature_r: list[dict[str, float]] = field(default_factory=list)
+    tolerance: list[ToleranceIndex] = field(default_factory=list)
 
 
 @dataclass
@@ -368,6 +551,11 @@ class Evaluation:
         Per channel, the pooled arrays for the summary and the plots.
     out : Path or None
         Folder with ``metrics.csv``, ``summary.json`` and ``report.html`` once written.
+    rulers : NucleiRulers
+        Which nuclei segmenter judged, and which one it was compared with.
+    disagreements : list of Disagreement
+        Per image and nuclei channel, where the two rulers disagree (empty without a second segmenter); the
+        arrays are kept for the images where they agree least.
     """
 
     rows: list[ImageRow]
@@ -376,6 +564,8 @@ class Evaluation:
     panels: list[Panel] = field(default_factory=list, repr=False)
     pools: dict[str, ChannelPool] = field(default_factory=dict, repr=False)
     out: Path | None = None
+    rulers: NucleiRulers = field(default_factory=NucleiRulers)
+    disagreements: list[Disagreement] = field(default_factory=list, repr=False)
 
     @property
     def length_unit(self) -> str:

@@ -13,7 +13,9 @@ areas              median ratio within 10 %  within 25 %               beyond
 =================  =======================  =========================  ========
 
 The count rule follows FRM's practice of judging virtual nuclei by the counts they give; 5 % is about the
-disagreement between two careful human counts of a dense field.
+disagreement between two careful human counts of a dense field. VirFluoNet's tolerance index and its 50/255
+error area are stated in the structure verdict without a grade of their own: the paper gives no threshold
+for them.
 """
 
 from __future__ import annotations
@@ -49,8 +51,18 @@ def _intensity(name: str, s: ChannelSummary) -> list[Verdict]:
     if _ok(s.ssim_mean):
         out.append(Verdict("structure", _grade(s.ssim_mean, 0.8, 0.5),
                            f"Local structure: SSIM = {s.ssim_mean:.2f} (1 is a perfect copy), NRMSE = {s.nrmse_mean:.3f} "
-                           "of the target's range."))
+                           "of the target's range." + _tolerance_text(s)))
     return out
+
+
+def _tolerance_text(s: ChannelSummary) -> str:
+    """VirFluoNet's tolerance level and error area, as a sentence (empty where undefined)."""
+    curve = s.tolerance_curve
+    if curve is None:
+        return ""
+    return (f" VirFluoNet's tolerance index TL = {curve.tolerance_level:.3f} (intensity + spatial error, smallest at "
+            f"a tolerance of {curve.best_threshold * 100:.0f} % of the range); errors above 50/255 of the range "
+            f"cover {s.error_area_fraction_mean * 100:.1f} % of the pixels.")
 
 
 def _counts(adjective: str, o: ObjectSummary) -> Verdict:

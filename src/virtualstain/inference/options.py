@@ -13,6 +13,10 @@ from ..errors import UserError
 
 #: What the network sees beyond the image's edges (:attr:`PredictOptions.border`).
 BORDERS = ("mirror", "none")
+#: How tiles are joined (:attr:`PredictOptions.stitch`).
+STITCHES = ("exact", "blend")
+#: Window size (input px) of blended stitching when neither ``tile_size`` nor memory asks for smaller windows.
+BLEND_TILE_PX = 256
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,12 @@ class PredictOptions:
         likewise (:func:`~virtualstain.inference.tiling.mirror_margin`; Z is not padded), and the prediction
         cropped back, so border pixels see mirrored image content. ``"none"``: the network's zero padding,
         as virtualstain 0.1.0 predicted (less work; pixels within the reach of an edge differ).
+    stitch : {"exact", "blend"}
+        ``"exact"``: tiles with margins ≥ the receptive field, equal to whole-image prediction. ``"blend"``:
+        VirFluoNet's alpha-blended windows overlapping by ``blend_overlap`` px (windows of ``tile_size``, default
+        256 px; see :mod:`~virtualstain.inference.blending`) — not equal to whole-image prediction.
+    blend_overlap : int
+        Overlap (input px) of neighbouring windows with ``stitch="blend"``.
     progress : bool
         Show a progress bar over tiles.
     """
@@ -52,6 +62,8 @@ class PredictOptions:
     amp: bool = False
     match_brightness: bool = False
     border: Literal["mirror", "none"] = "mirror"
+    stitch: Literal["exact", "blend"] = "exact"
+    blend_overlap: int = 32
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -69,6 +81,13 @@ class PredictOptions:
         if self.border not in BORDERS:
             raise UserError(f"--border {self.border!r} must be one of {list(BORDERS)} (mirror: the network sees the "
                             "image mirrored beyond its edges; none: zeros, as virtualstain 0.1.0)")
+
+        if self.stitch not in STITCHES:
+            raise UserError(f"--stitch {self.stitch!r} must be one of {list(STITCHES)} (exact: equal to whole-image "
+                            "prediction; blend: VirFluoNet's alpha-blended windows)")
+        if isinstance(self.blend_overlap, bool) or not isinstance(self.blend_overlap, numbers.Integral) or \
+                self.blend_overlap < 0:
+            raise UserError(f"--blend-overlap {self.blend_overlap} must be a whole number of pixels ≥ 0 (e.g. 32)")
 
     def replace(self, **changes) -> PredictOptions:
         """A copy with ``changes``; an unknown name raises ``TypeError`` listing the known ones."""

@@ -16,7 +16,8 @@ from ..data.io import as_float32
 from ..errors import UserError
 from ..models.bundle import ModelBundle
 from ..models.receptive_field import tiling_margin
-from .options import PredictOptions
+from .blending import count_windows, predict_blended
+from .options import BLEND_TILE_PX, PredictOptions
 from .tiling import (
     DEFAULT_CPU_BUDGET_MB,
     apply_transform,
@@ -241,12 +242,19 @@ def _predict(bundle: ModelBundle, image: np.ndarray, opts: PredictOptions, sourc
         view = np.ascontiguousarray(apply_transform(normalized, k, flip))
         padded, _ = pad_to_multiple(pad_mirror(view, margin), bundle.config.size_multiple())
         tile = resolve_tile(bundle, opts.tile_size, dev, opts.memory_budget_mb, padded.shape[1:],
-                            warn=(k, flip) == transforms[0])
+                            warn=(k, flip) == transforms[0] and opts.stitch == "exact")
+        if opts.stitch == "blend":  # windows of --tile-size, else of the budget's tiles, at most BLEND_TILE_PX
+            base = tile or padded.shape[1:]
+            windows = tuple(base) if opts.tile_size else tuple(min(t, BLEND_TILE_PX) for t in base)
         bar = None
         if opts.progress:
-            n = count_tiles(padded.shape[1:], bundle.config, tile)
+            n = (count_windows(padded.shape[1:], bundle.config, windows, opts.blend_overlap) if opts.stitch == "blend"
+                 else count_tiles(padded.shape[1:], bundle.config, tile))
             bar = tqdm(total=n, desc="tiles", leave=False, disable=n < 2)
-        out = predict_padded(net, padded, tile, dev, amp=opts.amp, progress=bar)
+        if opts.stitch == "blend":
+            out = predict_blended(net, padded, windows, opts.blend_overlap, dev, amp=opts.amp, progress=bar)
+        else:
+            out = predict_padded(net, padded, tile, dev, amp=opts.amp, progress=bar)
         if bar is not None:
             bar.close()
         out = out[(slice(None),) + tuple(slice(g * f, (g + n) * f)

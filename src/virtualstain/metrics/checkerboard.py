@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _hann(n: int) -> np.ndarray:
-    """Periodic Hann window sin²(πk/n), k = 0…n−1 (its DFT has 3 non-zero bins: 0 and ±1)."""
-    return np.sin(np.pi * np.arange(n) / n) ** 2
+from .spectrum import power_spectrum
 
 
 def nyquist_power_share(image: np.ndarray) -> float:
@@ -48,10 +45,7 @@ def nyquist_power_share(image: np.ndarray) -> float:
     a = np.asarray(image, np.float64)
     if a.ndim < 2 or a.shape[-2] < 2 or a.shape[-1] < 2:
         raise ValueError(f"need an image of shape (..., Y, X) with Y, X ≥ 2, got shape {a.shape}")
-    a = a[..., : a.shape[-2] // 2 * 2, : a.shape[-1] // 2 * 2]
-    window = np.outer(_hann(a.shape[-2]), _hann(a.shape[-1]))
-    a = (a - a.mean(axis=(-2, -1), keepdims=True)) * window
-    power = (np.abs(np.fft.fft2(a)) ** 2).reshape(-1, *a.shape[-2:]).mean(axis=0)
+    power = power_spectrum(a[..., : a.shape[-2] // 2 * 2, : a.shape[-1] // 2 * 2])
     ny, nx = power.shape[0] // 2, power.shape[1] // 2
     nyquist = power[ny, :].sum() + power[:, nx].sum() - power[ny, nx]
     total = power.sum()

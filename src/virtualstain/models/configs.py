@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 from ..errors import UserError
-from .receptive_field import unet_body_reach
+from .receptive_field import unet_body_reach, virfluonet_body_reach
 
 
 @dataclass(frozen=True)
@@ -178,8 +178,66 @@ class SRCNNConfig(NetworkConfig):
         return f"SRCNN, 9-1-5 convolutions, {self.base_width}/{max(1, self.base_width // 2)} maps"
 
 
+@dataclass(frozen=True)
+class VirFluoNetConfig(NetworkConfig):
+    """Architecture of the VirFluoNet generator (:class:`~virtualstain.models.virfluonet.VirFluoNetGenerator`), 2D.
+
+    Attributes
+    ----------
+    depth : int
+        Stride-2 levels: the initial stride-2 conv plus ``depth − 1`` encoder blocks; the decoder has as many
+        stride-2 upsamplings, the last one back to the input grid.
+    base_width : int
+        Feature maps after the initial conv; doubled per level down.
+    max_width : int
+        Upper limit on feature maps.
+    upsampling : {"transposed", "bilinear", "subpixel"}
+        Decoder: a 3×3 transposed conv of stride 2 (the paper's), bilinear interpolation + a 3×3 conv, or a 3×3 conv
+        to 4× the maps + pixel shuffle (sub-pixel convolution, ICNR-initialised).
+    """
+
+    family: ClassVar[str] = "virfluonet"
+    UPSAMPLING: ClassVar[tuple[str, ...]] = ("transposed", "bilinear", "subpixel")
+
+    depth: int = 6
+    base_width: int = 32
+    max_width: int = 256
+    upsampling: str = "transposed"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.spatial_dims != 2:
+            raise UserError("model.architecture 'cgan' (the VirFluoNet generator) is 2D only; set model.spatial_dims: 2")
+        if self.depth < 2:
+            raise UserError(f"model.depth must be ≥ 2 for 'cgan' (an initial stride-2 conv and ≥ 1 encoder block), "
+                            f"got {self.depth}")
+        if self.upsampling not in self.UPSAMPLING:
+            raise UserError(f"model.upsampling must be one of {list(self.UPSAMPLING)}, got {self.upsampling!r}")
+
+    def widths(self) -> list[int]:
+        """Feature maps of the initial conv and of each encoder block, finest first (``depth`` values)."""
+        return [min(self.base_width * 2 ** level, self.max_width) for level in range(self.depth)]
+
+    def size_multiple(self) -> tuple[int, ...]:
+        multiple = 2 ** self.depth
+        return (multiple // math.gcd(multiple, self.scale),) * 2
+
+    def body_reach(self) -> tuple[int, ...]:
+        return (virfluonet_body_reach(self.depth, self.upsampling),) * 2
+
+    def bytes_per_pixel(self) -> float:
+        """Encoder and decoder maps of every level (they live at once through the skips), input and output,
+        float32, times scale²; all levels are at half resolution or coarser."""
+        maps = sum(2 * w / 4 ** (level + 1) for level, w in enumerate(self.widths()))
+        return 4.0 * (2 * maps + self.in_channels + self.out_channels) * self.scale ** 2
+
+    def describe(self) -> str:
+        return (f"VirFluoNet cGAN generator (2D U-Net, tanh output), depth {self.depth}, widths {self.widths()}, "
+                f"{self.upsampling} upsampling")
+
+
 #: Configuration type per ``family`` (as recorded in ``model.json``).
-CONFIG_TYPES: dict[str, type[NetworkConfig]] = {c.family: c for c in (UNetConfig, SRCNNConfig)}
+CONFIG_TYPES: dict[str, type[NetworkConfig]] = {c.family: c for c in (UNetConfig, SRCNNConfig, VirFluoNetConfig)}
 
 
 def config_from_dict(data: dict) -> NetworkConfig:

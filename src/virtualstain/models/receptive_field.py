@@ -87,3 +87,40 @@ def receptive_field(config: NetworkConfig) -> tuple[int, ...]:
 def tiling_margin(config: NetworkConfig) -> tuple[int, ...]:
     """Reach rounded up to the network's size multiple, per spatial axis (pixels)."""
     return tuple(-(-r // m) * m for r, m in zip(receptive_field_reach(config), config.size_multiple()))
+
+
+def _transposed3_coarse(lo: int, hi: int) -> tuple[int, int]:
+    """Coarse pixels on which fine pixels [lo, hi] of a 3×3, stride-2 transposed conv (padding 1, output padding 1)
+    depend: fine o = 2i − 1 + k for taps k = 0, 1, 2, so i ∈ [⌈(o − 1)/2⌉, ⌊(o + 1)/2⌋]."""
+    return -((1 - lo) // 2), (hi + 1) // 2
+
+
+def _virfluonet_interval(depth: int, position: int, upsampling: str) -> tuple[int, int]:
+    """Input interval [lo, hi] on which output ``position`` of the VirFluoNet generator depends (one axis)."""
+    def coarse(lo: int, hi: int) -> tuple[int, int]:
+        if upsampling == "transposed":
+            return _transposed3_coarse(lo, hi)
+        if upsampling == "subpixel":  # fine o is a sub-pixel of coarse ⌊o/2⌋, made by a 3×3 conv there
+            return lo // 2 - 1, hi // 2 + 1
+        return _coarse_interval(lo, hi, 2, "bilinear")
+
+    needed: list[tuple[int, int]] = []  # per encoder output e_l (level l + 1): the interval the decoder reads
+    lo, hi = coarse(position, position)  # the last upsampling, to the input grid
+    for _level in range(depth - 1):  # decoder inputs cat(up_l, e_l), finest first
+        needed.append((lo, hi))
+        lo, hi = coarse(lo, hi)
+    needed.append((lo, hi))  # the innermost encoder output feeds the decoder directly
+    for level in range(depth - 1, 0, -1):  # e_l = conv3 s2 of e_(l−1): output i reads [2i − 1, 2i + 1]
+        lo, hi = 2 * needed[level][0] - 1, 2 * needed[level][1] + 1
+        needed[level - 1] = (min(lo, needed[level - 1][0]), max(hi, needed[level - 1][1]))
+    return 2 * needed[0][0] - 1, 2 * needed[0][1] + 1  # the initial stride-2 conv
+
+
+def virfluonet_body_reach(depth: int, upsampling: str = "transposed") -> int:
+    """Largest one-sided reach (pixels) of a VirFluoNet generator output pixel (3×3 stride-2 convs down,
+    ``upsampling`` up, skips at every level), over the 2^depth alignments of an output pixel."""
+    worst = 0
+    for p in range(2 ** depth):
+        lo, hi = _virfluonet_interval(depth, p, upsampling)
+        worst = max(worst, p - lo, hi - p)
+    return worst

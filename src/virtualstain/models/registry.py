@@ -12,6 +12,11 @@ builds the configuration from the channel counts and optional overrides.
             widths 16→256, BN + ReLU, linear output, no residual (intensity in, phase out).
 ``srcnn``   the SRCNN baseline (Dong et al. 2016): bicubic ×k, then 9-1-5 convolutions, 64/32 maps.
 ``unet``    the U-Net with every field free (defaults as ``fnet``).
+``cgan``    VirFluoNet's generator (2D U-Net, initial stride-2 conv, 3×3 kernels, tanh output), depth 6, widths
+            32→256, sub-pixel-convolution decoder (the paper's 3×3 transposed convs checkerboard, and bilinear
+            upsampling after the initial stride-2 conv cannot make detail above half the Nyquist frequency;
+            ``upsampling: transposed | bilinear`` give those); trained adversarially with a discriminator
+            (:mod:`virtualstain.training.adversarial`).
 
 Every U-Net preset decodes with ``upsampling="bilinear"`` (interpolation + 3×3 conv) instead of the
 papers' 2×2 transposed convolutions, whose period-2 checkerboard issue 13 measured at 26–40× the
@@ -30,9 +35,10 @@ from dataclasses import dataclass, fields
 from torch import nn
 
 from ..errors import UserError
-from .configs import NetworkConfig, SRCNNConfig, UNetConfig
+from .configs import NetworkConfig, SRCNNConfig, UNetConfig, VirFluoNetConfig
 from .srcnn import SRCNN
 from .unet import UNet
+from .virfluonet import VirFluoNetGenerator
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class Architecture:
 
 
 ARCHITECTURES: dict[str, Architecture] = {
+    "cgan": Architecture(VirFluoNetConfig, VirFluoNetGenerator, {"depth": 6, "base_width": 32, "max_width": 256,
+                                                                 "upsampling": "subpixel"}),
     "fnet": Architecture(UNetConfig, UNet, {"depth": 4, "base_width": 32, "max_width": 512, "residual": False,
                                             "upsampling": "bilinear"}),
     "pics": Architecture(UNetConfig, UNet, {"depth": 4, "base_width": 16, "max_width": 256, "residual": True,

@@ -1,7 +1,8 @@
 """Figures of an evaluation as PNG bytes (matplotlib, Agg backend; nothing is shown on screen).
 
 Every figure draws from what an :class:`~virtualstain.evaluation.types.Evaluation` keeps: its rows, the
-picture panels of the first images, and per channel the pooled pixel pairs, object areas and displacements.
+picture panels of the first images, and per channel the pooled pixel pairs, object areas and displacements
+and VirFluoNet's tolerance curves; and where the judge's two nuclei segmenters disagree on a real stain.
 Volumes are shown as maximum projections along Z.
 """
 
@@ -17,11 +18,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
-from ..evaluation.types import ChannelPool, ImageRow, Panel  # noqa: E402
+from ..analysis.readouts import SegmenterComparison  # noqa: E402
+from ..evaluation.types import ChannelPool, Disagreement, ImageRow, NucleiRulers, Panel, ToleranceCurve  # noqa: E402
 from ..metrics import joint_histogram  # noqa: E402
+from ..metrics.tolerance import ERROR_TOLERANCE, ToleranceIndex, error_mask  # noqa: E402
 
 _DPI = 80
 TARGET_COLOUR, PREDICTION_COLOUR = "#2ca02c", "#c2185b"
+#: The judging and the other nuclei segmenter in the disagreement panels (RGB 0…1): orange and cyan.
+JUDGE_RGB, OTHER_RGB = (1.0, 0.55, 0.0), (0.0, 0.75, 1.0)
+#: How strongly an unmatched object is filled with its segmenter's colour.
+_FILL = 0.55
 
 
 def _png(fig) -> bytes:
@@ -40,7 +47,8 @@ def _stretch(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def panel_figure(panel: Panel, unit: str) -> bytes:
-    """One row: input, target, prediction (same intensity scale, object outlines in yellow), overlay, SSIM, |error|."""
+    """One row: input, target, prediction (same intensity scale, object outlines in yellow), overlay, SSIM, |error|,
+    and VirFluoNet's thresholded error map (|error| > 50/255 of the target's range, green on the target)."""
     target, prediction = _plane(panel.target), _plane(panel.prediction)
     lo, hi = np.percentile(target, [0.5, 99.5])
     t, p = _stretch(target, lo, hi), _stretch(prediction, lo, hi)
@@ -62,6 +70,7 @@ def panel_figure(panel: Panel, unit: str) -> bytes:
     if panel.ssim_map is not None:
         tiles.append(("SSIM map", _plane(panel.ssim_map), {"cmap": "viridis", "vmin": 0, "vmax": 1}))
     tiles.append(("|prediction − target|", error, {"cmap": "magma", "vmin": 0, "vmax": max(hi - lo, 1e-12)}))
+    tiles.append(_error_map_tile(panel, t))
     aspect = target.shape[0] / target.shape[1]  # tall strips get tall tiles, not thumbnails
     tile_h = min(2.6 * max(aspect, 1.0), 6.0)
     tile_w = min(tile_h / aspect, 2.6 * 1.5)
@@ -74,6 +83,88 @@ def panel_figure(panel: Panel, unit: str) -> bytes:
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
     fig.suptitle(f"{panel.image} — {panel.channel}   (overlay: real green, virtual magenta, both white; "
                  "object outlines yellow)", fontsize=8)
+    return _png(fig)
+
+
+def _error_map_tile(panel: Panel, target_shown: np.ndarray) -> tuple[str, np.ndarray, dict]:
+    """The target in grey with the pixels whose |error| exceeds 50/255 of its range in green (VirFluoNet Fig. 5)."""
+    span = float(panel.target.max() - panel.target.min())
+    mask = error_mask(panel.prediction, panel.target, span) if span > 0 else np.zeros(panel.target.shape, bool)
+    rgb = np.repeat(0.6 * target_shown[..., None], 3, -1)
+    rgb[_plane(mask)] = (0.0, 0.9, 0.2)  # a volume: error anywhere along Z
+    return f"|error| > 50/255 of range ({mask.mean() * 100:.1f} %)", rgb, {}
+
+
+def disagreement_rgb(target: np.ndarray, comparison: SegmenterComparison) -> np.ndarray:
+    """The real stain in grey with both segmentations overlaid: every object outlined in its segmenter's colour
+    (judge :data:`JUDGE_RGB`, other :data:`OTHER_RGB`), and the objects without a match (IoU ≥ 0.5) in the
+    other method filled with it; matched objects keep the grey inside their outlines.
+
+    Parameters
+    ----------
+    target : numpy.ndarray
+        ``(Y, X)`` real stain.
+    comparison : SegmenterComparison
+        The two segmentations of ``target`` and their matching.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Y, X, 3)`` float RGB in 0…1.
+    """
+    grey = 0.8 * _stretch(target, *np.percentile(target, [0.5, 99.5]))
+    rgb = np.repeat(grey[..., None], 3, -1)
+    only_judge, only_other = comparison.unmatched_masks()
+    for mask, colour in ((only_judge, JUDGE_RGB), (only_other, OTHER_RGB)):
+        rgb[mask] = (1 - _FILL) * rgb[mask] + _FILL * np.asarray(colour)
+    for labels, colour in ((comparison.judge, JUDGE_RGB), (comparison.other, OTHER_RGB)):
+        rgb[find_boundaries(labels, mode="inner")] = colour
+    return rgb
+
+
+def disagreement_figure(disagreement: Disagreement, rulers: NucleiRulers) -> bytes:
+    """The real stain and :func:`disagreement_rgb` side by side, titled with the counts of both segmenters."""
+    d, target, comparison = disagreement, disagreement.target, disagreement.comparison
+    if target is None or comparison is None:
+        raise ValueError(f"{d.image}: its arrays were not kept; only the images kept for panels draw")
+    aspect = target.shape[0] / target.shape[1]
+    tile_h = min(5.0 * max(aspect, 1.0), 8.0)  # large enough to tell the objects apart
+    tile_w = min(tile_h / aspect, 5.0 * 1.5)
+    fig, axes = plt.subplots(1, 2, figsize=(tile_w * 2 * 1.05, tile_h + 0.6))
+    axes[0].imshow(_stretch(target, *np.percentile(target, [0.5, 99.5])), cmap="gray", interpolation="nearest")
+    axes[0].set_title("real stain", fontsize=8)
+    axes[1].imshow(disagreement_rgb(target, comparison), interpolation="nearest")
+    axes[1].set_title(f"{rulers.judge} (orange) vs {rulers.other} (cyan); filled: no match at IoU ≥ 0.5", fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(f"{d.image} — {d.channel}: {rulers.judge} {d.n_judge}, {rulers.other} {d.n_other}, matched "
+                 f"{d.matched} (F1 {d.f1:.2f}); only {rulers.judge} {d.only_judge}, only {rulers.other} {d.only_other}",
+                 fontsize=8)
+    return _png(fig)
+
+
+def tolerance_figure(curve: ToleranceCurve, images: list[ToleranceIndex], name: str) -> bytes:
+    """VirFluoNet's tolerance curve of one channel: IE, SE and IE + SE against the threshold, mean over the images
+    (each image's IE + SE thin), the minimum marked, and the 50/255 threshold of the error maps dotted."""
+    x = curve.threshold_fraction * 100
+    fig, ax = plt.subplots(figsize=(3.8, 3.0))
+    if len(images) > 1:
+        for index in images:
+            ax.plot(x, index.total, color="#bbbbbb", lw=0.6)
+    ax.plot(x, curve.intensity_error, color="#1f77b4", label="intensity error IE")
+    ax.plot(x, curve.spatial_error, color="#ff7f0e", label="spatial error SE")
+    ax.plot(x, curve.total, color="black", lw=1.6, label="IE + SE")
+    ax.plot(curve.best_threshold * 100, curve.tolerance_level, "o", color=PREDICTION_COLOUR, zorder=3,
+            label=f"minimum TL = {curve.tolerance_level:.3f} at {curve.best_threshold * 100:.0f} %")
+    ax.axvline(ERROR_TOLERANCE * 100, color="#888888", ls=":", lw=0.8)
+    ax.set_xlabel("threshold on |virtual − real| (% of the target's range)", fontsize=8)
+    ax.set_ylabel("error (fraction)", fontsize=8)
+    ax.set_title(f"{name}: tolerance curve ({len(images)} image(s))", fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, max(1.0, float(curve.total.max())) * 1.02)
+    ax.legend(fontsize=6)
+    ax.tick_params(labelsize=6)
+    ax.grid(alpha=0.3)
     return _png(fig)
 
 

@@ -11,9 +11,20 @@ from collections.abc import Callable
 import numpy as np
 
 from .._version import __version__
+from ..analysis.features import CYTOPLASM_RADII, FEATURE_GROUPS, RADIAL_BINS
 from ..data.units import length_key
-from ..evaluation.types import ChannelSummary, Evaluation, ImageRow, ObjectSummary, Verdict
+from ..evaluation.types import (
+    ChannelSummary,
+    Disagreement,
+    Evaluation,
+    ImageRow,
+    NucleiRulers,
+    ObjectSummary,
+    ToleranceCurve,
+    Verdict,
+)
 from . import figures
+from .rulers import DESCRIPTIONS, RulerScores, ruler_scores, signed_percent
 
 _ICONS = {"good": "✔", "caution": "⚠", "poor": "✘", "undefined": "–"}
 _MAX_ROWS = 300
@@ -36,6 +47,11 @@ def _objects(value_of: Callable[[ObjectSummary], float | int]) -> Callable[[Chan
     return lambda s: value_of(s.objects) if s.objects is not None else None
 
 
+def _curve(value_of: Callable[[ToleranceCurve], float]) -> Callable[[ChannelSummary], _Value]:
+    """A value of a channel's tolerance curve; NaN (shown "not defined") where every target is constant."""
+    return lambda s: value_of(s.tolerance_curve) if s.tolerance_curve is not None else math.nan
+
+
 #: Rows of the summary table: label, the value of a channel (None: the row shows an empty cell, or is
 #: left out where no channel has it), and how to show it ("" as is, "percent" × 100 with %, "length"
 #: with the unit in the label).
@@ -46,6 +62,9 @@ _SUMMARY_FIELDS: list[tuple[str, Callable[[ChannelSummary], _Value], str]] = [
     ("SSIM (mean)", lambda s: s.ssim_mean, ""),
     ("PSNR dB (mean)", lambda s: s.psnr_mean, ""),
     ("NRMSE (mean)", lambda s: s.nrmse_mean, ""),
+    ("tolerance level TL (VirFluoNet; min of IE + SE)", _curve(lambda c: c.tolerance_level), ""),
+    ("TL's tolerance (of the target's range)", _curve(lambda c: c.best_threshold), "percent"),
+    ("area with |error| > 50/255 of range (mean)", lambda s: s.error_area_fraction_mean, "percent"),
     ("baseline: input vs target r", lambda s: s.baseline_pearson_r_mean, ""),
     ("baseline: input vs target SSIM", lambda s: s.baseline_ssim_mean, ""),
     ("objects in real stain", _objects(lambda o: o.count_target_total), ""),
@@ -55,19 +74,14 @@ _SUMMARY_FIELDS: list[tuple[str, Callable[[ChannelSummary], _Value], str]] = [
     ("centroid displacement (median)", _objects(lambda o: o.displacement_median), "length"),
     ("area ratio virtual/real (median)", _objects(lambda o: o.area_ratio_median), ""),
 ]
-_METHOD = {
-    "nuclei": "the classical method: threshold and distance-transform watershed; on BBBC039's manual labels it scores "
-              "F1 0.86 at IoU 0.5 and counts 12 % low; the same bias applies to both images",
-    "nuclei_learned": "the learned segmenter shipped with virtualstain, sized to each image's nuclei; on held-out "
-                      "manual labels it scores F1 0.90 at IoU 0.5 on BBBC039, 0.90 on DSB2018, 0.96 on another "
-                      "microscope's Hoechst and 0.86 on simulated HL60 nuclei (which it over-counts by 17 %)",
-    "cells": "FRM's junction recipe: threshold, skeletonise, close, invert, label; cells touching the border are left out",
-}
+_CELLS_METHOD = ("FRM's junction recipe: threshold, skeletonise, close, invert, label; cells touching the border are "
+                 "left out")
 
 
 def _row_columns(pixel_size_um: float | None) -> list[str]:
     """The ``metrics.csv`` columns shown in the per-image table."""
-    return ["image", "channel", "pearson_r", "ssim", "psnr", "nrmse", "mae", "baseline_pearson_r", "count_target",
+    return ["image", "channel", "pearson_r", "ssim", "psnr", "nrmse", "mae", "tolerance_level", "error_area_fraction",
+            "baseline_pearson_r", "count_target",
             "count_prediction", "count_error", "f1", length_key("displacement_median", pixel_size_um), "note"]
 
 
@@ -109,13 +123,24 @@ def _summary_table(channels: dict[str, ChannelSummary], unit: str) -> str:
 
 
 def _feature_table(objects: ObjectSummary, noun: str) -> str:
-    r = objects.feature_pearson_r
-    if not r:
+    """Per feature, grouped: r over all matched objects (pooled) and the median of the per-image r."""
+    pooled, median = objects.feature_pearson_r, objects.feature_pearson_r_image_median
+    if not pooled:
         return ""
-    cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in r.items())
-    return (f"<p>Per-object features, real vs virtual: Pearson r over the {objects.matched} matched {noun} "
-            f"(each measured on its own image; VirFluoNet's CellProfiler comparison).</p>"
-            f"<table><tr><th>feature</th><th>r</th></tr>{cells}</table>")
+    body = ""
+    for group, names in FEATURE_GROUPS:
+        for name in names:
+            n = sum(np.isfinite(v) for v in objects.feature_pearson_r_per_image.get(name, []))
+            body += (f"<tr><td>{html.escape(name)}</td><td>{html.escape(group)}</td><td>{_fmt(pooled.get(name))}</td>"
+                     f"<td>{_fmt(median.get(name))}</td><td>{n}</td></tr>")
+    return (f"<p>Per-object features, real vs virtual (VirFluoNet's CellProfiler comparison): Pearson r over the "
+            f"{objects.matched} matched {noun} of all images (pooled), and within each image over its own matched "
+            f"{noun} (median over the images where it is defined). Each object is measured on its own image; the "
+            f"cytoplasm is a ring {CYTOPLASM_RADII:g} median object radii wide around each object; granularity is the "
+            "share of the object's signal removed by an opening by reconstruction at each disc radius; radial "
+            f"fractions share the signal among {RADIAL_BINS} rings from the centre to the edge.</p>"
+            "<table><tr><th>feature</th><th>group</th><th>r pooled</th><th>r per image (median)</th>"
+            f"<th>images</th></tr>{body}</table>")
 
 
 def _rows_table(rows: list[ImageRow], pixel_size_um: float | None) -> str:
@@ -128,17 +153,88 @@ def _rows_table(rows: list[ImageRow], pixel_size_um: float | None) -> str:
     return f'<div style="overflow-x:auto"><table><tr>{head}</tr>{body}</table></div>{more}'
 
 
-def _method_text(kind: str, rows: list[ImageRow]) -> str:
-    """How the objects were segmented, what that ruler scores on reference data, and, with the learned
-    segmenter, on which images it disagrees with the classical method."""
+def _method_text(kind: str, rows: list[ImageRow], rulers: NucleiRulers) -> str:
+    """How the objects were segmented and, with a second nuclei segmenter, how well the two agree and on which
+    image least (the ruler's accuracy on reference data: :func:`_ruler_section`)."""
+    if kind != "nuclei":
+        return _CELLS_METHOD
+    text = DESCRIPTIONS.get(rulers.judge, rulers.judge) + "; the same bias applies to both images"
     agreement = [(r.objects.segmenter_agreement_f1, r.image) for r in rows
                  if r.objects is not None and np.isfinite(r.objects.segmenter_agreement_f1)]
-    if kind != "nuclei" or not agreement:
-        return _METHOD[kind]
+    if not agreement:
+        return text
     lowest = min(agreement)
-    return (f"{_METHOD['nuclei_learned']}; its agreement with the classical method on the real stain is F1 "
+    return (f"{text}; its agreement with the {rulers.other} method on the real stain is F1 "
             f"{np.mean([a for a, _ in agreement]):.2f} on average (column segmenter_agreement_f1), lowest "
-            f"{lowest[0]:.2f} on {html.escape(lowest[1])}")
+            f"{lowest[0]:.2f} on {html.escape(lowest[1])}; see <i>The judge judged</i>")
+
+
+def _scores_table(rulers: list[RulerScores]) -> str:
+    """Reference set × segmenter: F1 at IoU 0.5, pooled and mean absolute count error (segmenters with scores)."""
+    scored = [{s.reference_set: s for s in r.scores} for r in rulers if r.scores]
+    if not scored:
+        return ""
+    head = "".join(f"<th>{html.escape(r.method)}: F1 at IoU 0.5</th><th>count error (pooled)</th>"
+                   "<th>|count error| (mean)</th>" for r in rulers if r.scores)
+    body = ""
+    for name in dict.fromkeys(n for by_set in scored for n in by_set):
+        cells = "".join(f"<td>{_fmt(s.f1)}</td><td>{signed_percent(s.pooled_count_error)}</td>"
+                        f"<td>{_cell(s.mean_abs_count_error, 'percent')}</td>" if s else "<td></td>" * 3
+                        for s in (by_set.get(name) for by_set in scored))
+        body += f"<tr><td>{html.escape(name)}</td>{cells}</tr>"
+    return f"<table><tr><th>reference set (held out)</th>{head}</tr>{body}</table>"
+
+
+def _disagreement_table(disagreements: list[Disagreement], rulers: NucleiRulers) -> str:
+    """Per image and nuclei channel: objects of each segmenter, matched, found by one only, F1."""
+    j, o = html.escape(rulers.judge), html.escape(str(rulers.other))
+    head = (f"<tr><th>image</th><th>channel</th><th>{j}</th><th>{o}</th><th>matched</th><th>only {j}</th>"
+            f"<th>only {o}</th><th>F1</th></tr>")
+    body = "".join(f"<tr><td>{html.escape(d.image)}</td><td>{html.escape(d.channel)}</td><td>{d.n_judge}</td>"
+                   f"<td>{d.n_other}</td><td>{d.matched}</td><td>{d.only_judge}</td><td>{d.only_other}</td>"
+                   f"<td>{_fmt(d.f1)}</td></tr>" for d in disagreements[:_MAX_ROWS])
+    more = (f'<p class="note">{len(disagreements) - _MAX_ROWS} more images: column segmenter_agreement_f1 of '
+            "metrics.csv.</p>" if len(disagreements) > _MAX_ROWS else "")
+    return f'<div style="overflow-x:auto"><table>{head}{body}</table></div>{more}'
+
+
+def _ruler_section(evaluation: Evaluation) -> list[str]:
+    """The judge judged: the nuclei segmenters' recorded accuracy on reference data, then, per image, where the
+    judging and the other segmenter disagree on the real stain (counts, and panels where they agree least)."""
+    rulers = evaluation.rulers
+    scores = [ruler_scores(m) for m in (rulers.judge, rulers.other) if m is not None]
+    parts = ["<h2>The judge judged: the nuclei segmenter</h2>"]
+    parts += [f"<p><b>{role}:</b> {html.escape(s.statement())}</p>"
+              for role, s in zip(("Judging segmenter", "Compared with"), scores)]
+    parts.append(_scores_table(scores))
+    if not evaluation.disagreements:
+        parts.append('<p class="note">No second segmenter ran here; <code>virtualstain evaluate</code> compares the '
+                     "classical and the learned segmenter on every real nuclear stain.</p>")
+        return parts
+    shown = sorted((d for d in evaluation.disagreements if d.comparison is not None), key=lambda d: d.agreement)
+    parts += [f"<p>Where {html.escape(rulers.judge)} and {html.escape(str(rulers.other))} disagree on the real stain: "
+              "objects of one without a partner of IoU ≥ 0.5 in the other (virtualstain.analysis.match_objects). "
+              f"The panels show the {len(shown)} image(s) where they agree least.</p>",
+              _disagreement_table(evaluation.disagreements, rulers), '<div class="figs">']
+    parts += [_img(figures.disagreement_figure(d, rulers), f"segmenter disagreement {d.image} {d.channel}")
+              for d in shown]
+    return parts + ["</div>"]
+
+
+def _tolerance_section(evaluation: Evaluation) -> list[str]:
+    """VirFluoNet's tolerance curves, one figure per channel with a defined curve (none: no section)."""
+    figs = [_img(figures.tolerance_figure(s.tolerance_curve, evaluation.pools[name].tolerance, name),
+                 f"tolerance curve {name}") for name, s in evaluation.channels.items() if s.tolerance_curve is not None]
+    if not figs:
+        return []
+    return ["<h2>Tolerance (VirFluoNet)</h2>", '<div class="figs">', *figs, "</div>",
+            '<p class="note">On D = |virtual − real| with B = the target\'s range, for thresholds t = 0 … 99 % of B: the '
+            "intensity error IE(t) is the mean D of the pixels with D ≤ t, divided by B; the spatial error SE(t) is the "
+            "area fraction with D > t (the thresholded error map; green in the image panels at t = 50/255 of B, "
+            "dotted here). The tolerance level TL is the minimum of IE + SE over t (mean curve over the images; "
+            "each image's IE + SE in grey). While no error exceeds B that minimum is where every error is tolerated, "
+            "so TL = MAE / B and its threshold is the largest error; the curve shows how the errors are "
+            "distributed (virtualstain.metrics.tolerance).</p>"]
 
 
 def render_report(evaluation: Evaluation, title: str = "virtualstain evaluation") -> str:
@@ -157,6 +253,7 @@ def render_report(evaluation: Evaluation, title: str = "virtualstain evaluation"
     for name, pool in evaluation.pools.items():
         parts.append(_img(figures.joint_histogram_figure(pool.pairs, name), f"joint histogram {name}"))
     parts.append("</div>")
+    parts += _tolerance_section(evaluation)
     for name, pool in evaluation.pools.items():
         objects = channels[name].objects
         if objects is None:  # no object readout
@@ -168,8 +265,11 @@ def render_report(evaluation: Evaluation, title: str = "virtualstain evaluation"
                   _img(figures.distributions_figure(pool, noun, unit), f"areas and displacements {name}"), "</div>",
                   _feature_table(objects, noun),
                   f'<p class="note">{noun.capitalize()} are segmented the same way in the real and the virtual stain '
-                  f"({_method_text(pool.kind, mine)}), then matched one to one at IoU ≥ 0.5; outlines are drawn in "
+                  f"({_method_text(pool.kind, mine, evaluation.rulers)}), then matched one to one at IoU ≥ 0.5; "
+                  "outlines are drawn in "
                   "yellow below.</p>"]
+    if any(pool.kind == "nuclei" for pool in evaluation.pools.values()):
+        parts += _ruler_section(evaluation)
     parts.append("<h2>Images</h2>")
     parts += [_img(figures.panel_figure(p, unit), f"panels {p.image} {p.channel}") for p in evaluation.panels]
     parts += ["<h2>Every image</h2>", _rows_table(evaluation.rows, evaluation.pixel_size_um),

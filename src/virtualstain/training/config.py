@@ -42,7 +42,8 @@ class ModelSettings(_Strict):
 
     section: ClassVar[str] = "model"
 
-    architecture: Literal["pics", "fnet", "unet", "sr_unet", "srcnn"] = "pics"
+    architecture: Literal["pics", "fnet", "unet", "sr_unet", "srcnn", "cgan"] = Field(
+        "pics", description="cgan: VirFluoNet's generator, trained adversarially (training.adversarial)")
     spatial_dims: Literal[2, 3] = 2
     depth: int | None = Field(None, ge=1, le=6, description="stride-2 downsamplings (preset if empty)")
     base_width: int | None = Field(None, ge=1, le=256, description="feature maps at level 0 (preset if empty)")
@@ -68,8 +69,9 @@ class DataSettings(_Strict):
     patch_size: list[int] | None = Field(None, description="(Y, X) or (Z, Y, X); default 128² or 32×64×64")
     min_signal_fraction: float = Field(0.0, ge=0.0, le=1.0, description="skip patches with less target signal")
     augment: bool = True
-    intensity_augmentation: bool = Field(False, description="random gain, offset, gamma, blur and noise on the "
-                                                            "normalised input patches (see data.augmentation)")
+    intensity_augmentation: bool | Literal["auto"] = Field(
+        "auto", description="random gain, offset, gamma, blur and noise on the normalised input patches (see "
+                            "data.augmentation); auto: on when the training area is small (training.auto)")
     input_channel_names: list[str] | None = None
     target_channel_names: list[str] | None = None
 
@@ -102,6 +104,28 @@ class SplitSettings(_Strict):
         if self.val_fraction + self.test_fraction >= 0.95:
             raise ValueError("val_fraction + test_fraction must leave at least 5 % for training")
         return self
+
+
+class AdversarialSettings(_Strict):
+    """The conditional-GAN part of training (VirFluoNet): a discriminator judges (input, target) pairs and the
+    generator's loss becomes ``pixel_weight`` · pixel loss + ``adversarial_weight`` · −log D(input, G(input)) +
+    ``weight_l1`` · mean |θ_G| (see :mod:`virtualstain.training.adversarial` for the reading of ‖θ_G‖₁)."""
+
+    section: ClassVar[str] = "training.adversarial"
+
+    discriminator: Literal["paper", "patchgan"] = Field(
+        "paper", description="paper: VirFluoNet's (5×5 convs, one score per patch); patchgan: pix2pix's 70×70")
+    discriminator_width: int | None = Field(None, ge=1, le=256, description="first layer's maps (paper 32, patchgan 64)")
+    discriminator_lr: float = Field(2e-4, gt=0.0, description="Adam learning rate of the discriminator")
+    pixel_weight: float = Field(0.99, ge=0.0, description="λ₁ of the pixel loss (training.loss)")
+    adversarial_weight: float = Field(0.01, ge=0.0, description="λ₂ of the generator's adversarial loss")
+    weight_l1: float = Field(0.001, ge=0.0, description="λ₃ of the generator weights' mean absolute value")
+
+
+#: What ``model.architecture: cgan`` sets where the config leaves it out: the paper's training (MAE, Adam 2e-4 with
+#: β₁ = 0.5 as pix2pix, targets min/max-normalised to the tanh's range, the adversarial loss).
+CGAN_DEFAULTS = {"data": {"target_normalization": "minmax"},
+                 "training": {"loss": "mae", "lr": 2e-4, "betas": [0.5, 0.999], "adversarial": {}}}
 
 
 class TrainingSettings(_Strict):
@@ -141,6 +165,8 @@ class TrainingSettings(_Strict):
     progress_bar: bool = Field(True, description="show a progress bar (on a terminal)")
     foreground_weight: float = Field(0.0, ge=0.0, description="pixels whose target exceeds the channel's Otsu "
                                      "threshold weigh 1 + this in the pixel loss (mse, mae, L1 part of mae_msssim)")
+    adversarial: AdversarialSettings | None = Field(
+        None, description="train against a discriminator (conditional GAN); model.architecture cgan sets it")
 
     def epoch_limit(self) -> int:
         """Epochs the run may reach: ``max_epochs``, else 50 without a time budget and unbounded with one."""
@@ -167,6 +193,37 @@ class TrainConfig(_Strict):
     data: DataSettings = DataSettings()
     split: SplitSettings = SplitSettings()
     training: TrainingSettings = TrainingSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cgan_defaults(cls, data):
+        """``model.architecture: cgan`` brings the paper's training settings wherever the config is silent."""
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict) or \
+                data["model"].get("architecture") != "cgan":
+            return data
+        data = dict(data)
+        for section, values in CGAN_DEFAULTS.items():
+            given = data.get(section) or {}
+            if isinstance(given, dict):
+                data[section] = {**values, **given}
+        return data
+
+    @model_validator(mode="after")
+    def _adversarial_constraints(self):
+        t = self.training
+        if t.adversarial is None:
+            return self
+        if self.model.spatial_dims != 2:
+            raise ValueError("training.adversarial: the discriminators are 2D; set model.spatial_dims: 2")
+        if t.lr_schedule == "plateau":
+            raise ValueError("training.lr_schedule: 'plateau' is not available with training.adversarial (two "
+                             "optimizers); use cosine or none")
+        if t.optimizer != "adam":
+            raise ValueError("training.optimizer: adversarial training uses adam for both networks")
+        if t.adversarial.discriminator == "paper" and any(p % 16 for p in self.patch_size()):
+            raise ValueError(f"data.patch_size {list(self.patch_size())}: the paper's discriminator needs multiples "
+                             "of 16")
+        return self
 
     @model_validator(mode="after")
     def _patch_dims(self):

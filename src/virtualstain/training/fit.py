@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -139,9 +140,21 @@ def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds
     schedule = CosineBudgetSchedule(total_steps=t.epoch_limit() * steps_per_epoch,
                                     budget_seconds=60 * t.max_minutes if t.max_minutes else None,
                                     warmup=t.warmup_fraction)
-    module = VirtualStainModule(network, loss_fn=loss_fn, optimizer=t.optimizer, lr=t.lr, betas=t.betas,
-                                lr_schedule=t.lr_schedule, schedule=schedule, lr_patience=t.lr_patience,
-                                lr_factor=t.lr_factor, ema_decay=t.ema_decay, threads=threads)
+    common: dict[str, Any] = dict(optimizer=t.optimizer, lr=t.lr, betas=t.betas, lr_schedule=t.lr_schedule,
+                                  schedule=schedule, lr_patience=t.lr_patience, lr_factor=t.lr_factor,
+                                  ema_decay=t.ema_decay, threads=threads)
+    module: VirtualStainModule
+    if t.adversarial is None:
+        module, steps_per_batch, clip = VirtualStainModule(network, loss_fn=loss_fn, **common), 1, t.gradient_clip_norm
+    else:  # manual optimisation: the module clips each network's gradients itself
+        from ..models.virfluonet import make_discriminator
+        from .adversarial import OPTIMIZER_STEPS_PER_BATCH, AdversarialModule
+
+        discriminator = make_discriminator(t.adversarial.discriminator, _pair_channels(network), config.patch_size(),
+                                           t.adversarial.discriminator_width or
+                                           (64 if t.adversarial.discriminator == "patchgan" else 32))
+        module = AdversarialModule(network, discriminator, loss_fn, t.adversarial, t.gradient_clip_norm, **common)
+        steps_per_batch, clip = OPTIMIZER_STEPS_PER_BATCH, None
     checkpoints = AtomicCheckpoints(run / "checkpoints")
     callbacks: list = [checkpoints]
     if t.early_stopping_patience:
@@ -153,9 +166,10 @@ def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds
         trainer = pl.Trainer(
             max_epochs=t.epoch_limit(),
             max_time=datetime.timedelta(minutes=t.max_minutes) if t.max_minutes else None,
-            accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+            accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+            strategy=_strategy(t.strategy, adversarial=t.adversarial is not None),
             precision=choose_precision(t.precision, t.accelerator).lightning,  # type: ignore[arg-type]
-            gradient_clip_val=t.gradient_clip_norm, gradient_clip_algorithm="norm",
+            gradient_clip_val=clip, gradient_clip_algorithm="norm" if clip else None,
             callbacks=callbacks,
             logger=CSVLogger(save_dir=str(run), name="", version="log", flush_logs_every_n_steps=1),
             default_root_dir=str(run),
@@ -197,10 +211,26 @@ def fit(config: TrainConfig, network: torch.nn.Module, train_ds: Dataset, val_ds
         best_val_loss=float(score) if score is not None else None,
         epochs=epochs,
         seconds_this_session=round(seconds, 1),
-        patches_per_second=round((steps - steps_before) * t.batch_size / max(seconds, 1e-9), 2),
+        patches_per_second=round((steps - steps_before) // steps_per_batch * t.batch_size / max(seconds, 1e-9), 2),
         resumed_from=str(resume) if resume else None,
         stop_reason=_stop_reason(checkpoints.last, config),
     )
+
+
+def _pair_channels(generator: torch.nn.Module) -> int:
+    """Channels of the discriminator's input: the generator's input (the condition) and its output."""
+    from ..models.inference import network_config
+
+    net = network_config(generator)
+    return net.in_channels + net.out_channels
+
+
+def _strategy(strategy: str, adversarial: bool) -> str:
+    """Lightning's strategy: under DDP, adversarial training leaves each network out of the other's backward
+    pass, so DDP must look for unused parameters."""
+    if adversarial and strategy in ("ddp", "ddp_spawn"):
+        return f"{strategy}_find_unused_parameters_true"
+    return strategy
 
 
 def _stop_reason(last: Path, config: TrainConfig) -> str:

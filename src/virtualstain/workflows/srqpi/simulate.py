@@ -37,6 +37,7 @@ from ..._atomic import (
 from ...data.acquisition import Acquisition
 from ...data.io import check_not_constant, write_tiff
 from ...data.phase_maps import read_phase_map, write_phase_map
+from ...data.ranges import parse_values as parse_values  # the shared parser of --defocus-um / --coherence
 from ...data.synthetic import make_field
 from ...data.units import check_pixel_size_um, check_wavelength_um
 from ...errors import UserError
@@ -45,8 +46,6 @@ from ...optics import add_gaussian_noise, bin_pixels, brightfield_intensity
 MANIFEST_COLUMNS = ["input", "target", "group", "pixel_size_um", "scale"]
 #: Relative pixel-size difference below which a phase map is used as it is.
 RESAMPLE_TOLERANCE = 0.01
-#: Most values a START:STOP:STEP range of ``--defocus-um`` / ``--coherence`` may give.
-MAX_VALUES = 1000
 
 
 @dataclass
@@ -84,26 +83,6 @@ class SimulationSettings:
     medium_index: float = 1.0
     seed: int = 0
     synthetic_peak_rad: list[float] | None = None
-
-
-def parse_values(text: str, flag: str, step: float) -> list[float]:
-    """``"4"`` → [4]; ``"1:13"`` → 1, 1+step, …, 13; ``"0:0.4:0.1"`` gives the step explicitly."""
-    try:
-        parts = [float(p) for p in str(text).split(":")]
-    except ValueError:
-        raise UserError(f"{flag} {text!r}: give a number, START:STOP or START:STOP:STEP") from None
-    if not all(np.isfinite(parts)):
-        raise UserError(f"{flag} {text!r}: every value must be a finite number (not nan or inf)")
-    if len(parts) == 1:
-        return parts
-    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] <= 0) or parts[1] < parts[0]:
-        raise UserError(f"{flag} {text!r}: give START:STOP[:STEP] with STOP ≥ START and a positive STEP")
-    start, stop = parts[0], parts[1]
-    step = parts[2] if len(parts) == 3 else step
-    count = int(np.floor((stop - start) / step + 1e-9)) + 1
-    if count > MAX_VALUES:
-        raise UserError(f"{flag} {text!r} gives {count} values; at most {MAX_VALUES}: use a larger STEP")
-    return [round(start + i * step, 10) for i in range(count)]
 
 
 def simulate_intensity(phase_rad: np.ndarray, *, defocus_um: float, coherence: float, settings: SimulationSettings,

@@ -23,7 +23,7 @@ from ...errors import UserError
 from ...evaluation.scoring import Evaluator
 from ...evaluation.types import Evaluation
 from ...report.html import render_report
-from .nuclei_segmenter import judge_segmenter
+from .nuclei_segmenter import JUDGE_NUCLEI_METHOD, judge_segmenter, second_opinion
 
 
 def _expand(arg: str | os.PathLike) -> list[Path]:
@@ -94,9 +94,12 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
         Object readout per channel; channels not named are decided by name (:func:`readout_for`).
     max_panels : int
         Image panels shown in the report (the first images, in order).
-    nuclei_method : {"classical", "learned"}, optional
+    nuclei_method : {"classical", "learned", "cellpose"}, optional
         How nuclei channels are segmented (default
-        :data:`~virtualstain.workflows.stain.nuclei_segmenter.JUDGE_NUCLEI_METHOD`, classical).
+        :data:`~virtualstain.workflows.stain.nuclei_segmenter.JUDGE_NUCLEI_METHOD`, classical; cellpose only
+        where it is installed). The real stain of each nuclei channel is also segmented by a second method, to
+        show where the two disagree: the learned segmenter when the classical one judges (torch is loaded
+        then, ≈ 1 s per 512² image), else the classical method.
 
     Returns
     -------
@@ -107,7 +110,9 @@ def evaluate_files(predictions: Sequence[str | os.PathLike], targets: Sequence[s
     if out is not None:
         read = [p for p, tgts in pairs for p in (p, *tgts)] + list(input_of.values())
         refuse_overwriting_inputs(_written_files(Path(out), report), read)
-    evaluator = Evaluator(readouts, max_panels, nuclei_segmenter=judge_segmenter(nuclei_method))
+    method = nuclei_method or JUDGE_NUCLEI_METHOD
+    evaluator = Evaluator(readouts, max_panels, nuclei_segmenter=judge_segmenter(method), nuclei_method=method,
+                          second_opinion=second_opinion(method))
     for pred_path, tgt_paths in pairs:
         pred, meta = read_image(pred_path)
         pred = channels_first_by_axes(pred, meta.axes).astype(np.float64)

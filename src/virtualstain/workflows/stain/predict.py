@@ -57,10 +57,23 @@ class _Recipe:
     match_brightness: bool
     border: str
     input_channels: list[int] | None
+    stitch: str = "exact"
 
     def description(self) -> dict:
         return {"model_sha256": self.model_sha256, "source": self.source, "tta": self.tta,
-                "match_brightness": self.match_brightness, "border": self.border, "input_channels": self.input_channels}
+                "match_brightness": self.match_brightness, "border": self.border, "input_channels": self.input_channels,
+                "stitch": self.stitch}
+
+
+#: Values of recipe keys that outputs of older versions do not record (they were all made so).
+_RECIPE_DEFAULTS = {"stitch": "exact"}
+
+
+def _stitch(opts: PredictOptions) -> str:
+    """The stitching as recorded: ``exact``, or ``blend`` with its overlap and window size."""
+    if opts.stitch == "exact":
+        return "exact"
+    return f"blend, overlap {opts.blend_overlap} px, windows {opts.tile_size or 'default'}"
 
 
 class PredictedFiles(list[Path]):
@@ -97,7 +110,7 @@ def _up_to_date(dest: Path, recipe: _Recipe, shape: tuple[int, ...], names: list
     except UserError:
         return None, "unreadable (truncated or not a TIFF)"
     wanted = recipe.description()
-    recorded = {key: meta.description.get(key) for key in wanted}
+    recorded = {key: meta.description.get(key, _RECIPE_DEFAULTS.get(key)) for key in wanted}
     if "model_sha256" not in meta.description:
         return None, "not marked with a model and options (another program or an older virtualstain wrote it)"
     if recorded != wanted:
@@ -128,11 +141,13 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
                   overwrite: bool = False, composite: bool = False, **option_changes) -> PredictedFiles:
     """Predict many files; outputs already made by this model with these options are skipped unless ``overwrite``.
 
-    Each output is a float32 OME-TIFF in the target's units named like its input, with
+    An input may join several files with ``;`` (``actin.tif;nuclei.tif``: their channels stacked in order, as in
+    a training manifest); its output is named after the first. Each output is a float32 OME-TIFF in the target's
+    units named like its input, with
     the model's output channel names and the pixel size; ``composite=True`` adds a PNG.
     No output may be one of the inputs (checked first, also through links). An existing output
     counts as done only if its description records this model's weights hash, the same
-    ``tta``, ``match_brightness``, ``border``, input channels and source file name, it reads back with the
+    ``tta``, ``match_brightness``, ``border``, stitching, input channels and source file name, it reads back with the
     expected shape and, with ``composite``, its PNG exists; otherwise it is predicted again.
     Temporary files left by a killed run are removed first.
 
@@ -149,14 +164,15 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
         The output TIFFs (written now or already up to date), with ``skipped`` and ``redone``.
     """
     opts = (options or PredictOptions(progress=True)).replace(**option_changes)
-    paths = [Path(p) for p in inputs]
-    if not paths:
+    groups = [[Path(q) for q in str(p).split(";")] for p in inputs]  # "a.tif;b.tif": channels of several files
+    if not groups:
         raise UserError("no input images given; pass one or more image files")
-    names = [output_path(Path(out_dir), p) for p in paths]
+    names = [output_path(Path(out_dir), g[0]) for g in groups]
     if len(set(names)) != len(names):
         raise UserError("two inputs have the same file name, so their outputs would collide; rename one of them")
-    refuse_overwriting_inputs(names + ([n.with_suffix(".png") for n in names] if composite else []), paths)
-    for p in paths:
+    refuse_overwriting_inputs(names + ([n.with_suffix(".png") for n in names] if composite else []),
+                              [q for g in groups for q in g])
+    for p in (q for g in groups for q in g):
         if not p.exists():
             raise UserError(f"{p}: file not found; check the path")
     bundle = model if isinstance(model, ModelBundle) else load_bundle(model, device=pick_device(opts.device))
@@ -164,12 +180,14 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
     done = PredictedFiles()
     done.removed_parts = remove_stale_parts(names + [n.with_suffix(".png") for n in names])
     channels = input_channels if input_channels is not None else bundle.input_channels
-    bar = tqdm(list(zip(paths, names)), desc="predict", unit="image", disable=not opts.progress)
-    for path, dest in bar:
-        image, meta = load_input(path, bundle.config.spatial_dims, channels,
+    bar = tqdm(list(zip(groups, names)), desc="predict", unit="image", disable=not opts.progress)
+    for group, dest in bar:
+        path, source = group[0], ";".join(q.name for q in group)
+        image, meta = load_input(group if len(group) > 1 else path, bundle.config.spatial_dims, channels,
                                  bundle.input_channel_names if input_channels is None else None)
-        recipe = _Recipe(model_sha256=bundle.weights_sha256, source=path.name, tta=opts.tta,
-                         match_brightness=opts.match_brightness, border=opts.border, input_channels=channels)
+        recipe = _Recipe(model_sha256=bundle.weights_sha256, source=source, tta=opts.tta,
+                         match_brightness=opts.match_brightness, border=opts.border, input_channels=channels,
+                         stitch=_stitch(opts))
         if dest.exists() and not overwrite:
             existing, reason = _up_to_date(dest, recipe, _expected_shape(bundle, image), bundle.output_channel_names,
                                            composite)
@@ -183,9 +201,9 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
                 done.append(dest)
                 continue
         px = meta.pixel_size_um
-        pred = predict(bundle, image, opts, source=str(path), pixel_size_um=px,
+        pred = predict(bundle, image, opts, source=";".join(map(str, group)), pixel_size_um=px,
                        acquisition=Acquisition.from_description(meta.description))
-        done.append(write_prediction(dest, bundle, pred, source=path.name, pixel_size_um=px,
+        done.append(write_prediction(dest, bundle, pred, source=source, pixel_size_um=px,
                                      composite_of=image if composite else None, recipe=recipe.description()))
     return done
 

@@ -15,7 +15,7 @@ from ...analysis import segment_nuclei, segmentation_lengths
 from ...data.io import ImageMeta, check_finite, output_path, read_image, to_channels_first, write_labels
 from ...data.units import check_pixel_size_um
 from ...errors import UserError
-from .nuclei_segmenter import DEFAULT_NUCLEI_METHOD
+from .nuclei_segmenter import DEFAULT_NUCLEI_METHOD, NUCLEI_METHODS
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *
     ``method`` (default :data:`~virtualstain.workflows.stain.nuclei_segmenter.DEFAULT_NUCLEI_METHOD`):
     ``"learned"`` uses the shipped learned segmenter
     (:func:`~virtualstain.workflows.stain.nuclei_segmenter.segment_nuclei_learned`), which sizes the nuclei
-    from the image itself; the length options apply to the classical method only.
+    from the image itself; ``"cellpose"`` cellpose's nuclei model with that size estimate as its diameter
+    (:func:`~virtualstain.workflows.stain.nuclei_segmenter.segment_nuclei_cellpose`; only where cellpose is
+    installed, else a UserError). The length options apply to the classical method only.
 
     Lengths are in µm; the pixel size comes from ``pixel_size_um``, else the file. Lengths not given are
     1 µm (smoothing σ), 0.5 µm (split depth) and 20 µm² (minimum area) with a pixel size; without one they
@@ -64,13 +66,17 @@ def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *
             raise UserError(f"{flag} {value}: give a finite number ≥ 0 (µm)")
     check_pixel_size_um(pixel_size_um, required=False)
     method = method or DEFAULT_NUCLEI_METHOD
-    if method not in ("classical", "learned"):
-        raise UserError(f"--method {method}: use classical or learned")
+    if method not in NUCLEI_METHODS:
+        raise UserError(f"--method {method}: use {', '.join(NUCLEI_METHODS)}")
     lengths_given = [flag for flag, value in (("--smooth-um", smooth_um), ("--split-depth-um", split_depth_um),
                                               ("--min-area-um2", min_area_um2)) if value is not None]
-    if method == "learned" and lengths_given:
-        raise UserError(f"{', '.join(lengths_given)} set the classical method's lengths, but the method is learned "
+    if method != "classical" and lengths_given:
+        raise UserError(f"{', '.join(lengths_given)} set the classical method's lengths, but the method is {method} "
                         "(it sizes the nuclei from each image); add --method classical, or leave them out")
+    if method == "cellpose":
+        from .nuclei_segmenter import cellpose_model
+
+        cellpose_model("segment --method")  # not installed, or no weights: fail before any work
     paths = [Path(name) for name in images]
     dests = [output_path(Path(out), path) for path in paths]
     refuse_overwriting_inputs(dests, paths)
@@ -82,11 +88,11 @@ def segment_files(images: Sequence[str | os.PathLike], out: str | os.PathLike, *
         image = plane.astype(np.float32)
         check_finite(image, path)
         known = pixel_size_um or meta.pixel_size_um
-        if method == "learned":
-            from .nuclei_segmenter import segment_nuclei_learned
+        if method != "classical":
+            from .nuclei_segmenter import segment_nuclei_cellpose, segment_nuclei_learned
 
-            learned = segment_nuclei_learned(image)
-            labels, how = learned.labels, learned.describe()
+            found = segment_nuclei_learned(image) if method == "learned" else segment_nuclei_cellpose(image)
+            labels, how = found.labels, found.describe()
         else:
             lengths = segmentation_lengths(image, known)
             given = {"smooth_um": smooth_um, "split_depth_um": split_depth_um, "min_area_um2": min_area_um2}

@@ -31,7 +31,7 @@ from ...data.acquisition import Acquisition
 from ...data.augmentation import IntensityAugmentation
 from ...data.normalization import Normalizer
 from ...data.patches import PatchSampler, fit_patch_size, signal_thresholds
-from ...data.samples import Sample, common_input_channels, common_scale, manifest_sha256, read_manifest
+from ...data.samples import Sample, common_input_channels, common_scale, manifest_sha256, names_from_files, read_manifest
 from ...data.splits import Region, SplitPlan, plan_splits
 from ...errors import UserError
 from ...evaluation.types import Evaluation, ImageRow
@@ -39,9 +39,18 @@ from ...inference.predict import predict
 from ...metrics import pearson_r
 from ...models.bundle import ModelBundle, TrainingRecord, ValidationRecord, load_bundle, save_bundle
 from ...models.registry import build, make_config
-from ...training.auto import Choice, choose_patches_per_epoch, measure_throughput, read_choices, write_choices
+from ...models.virfluonet import VirFluoNetGenerator
+from ...training.auto import (
+    Choice,
+    choose_intensity_augmentation,
+    choose_patches_per_epoch,
+    measure_throughput,
+    read_choices,
+    write_choices,
+)
 from ...training.config import TrainConfig, check_hardware
 from ...training.fit import FitResult, fit, is_finished, prepare_resume
+from ...training.initial_weights import load_initial_weights
 from ...training.losses import make_loss
 from ...training.precision import choose_precision
 from ...training.threads import FreeCoreThreads
@@ -63,6 +72,7 @@ class TrainSummary(FitResult):
     test_pearson_r: dict[str, float]
     wall_seconds: float
     choices: list[str]
+    initialized_from: str | None = None
 
     def to_dict(self) -> dict:
         fit = {f.name for f in dataclasses.fields(FitResult)}
@@ -120,19 +130,20 @@ def _names_in_files(samples: list[Sample], attribute: str, count: int) -> list[s
 
 
 def _channel_names(samples: list[Sample], config: TrainConfig) -> tuple[list[str], list[str]]:
-    """Channel names: from the config, else from the files' metadata, else from paths / indices."""
-    n_in, n_out = samples[0].input.shape[0], samples[0].target.shape[0]
+    """Channel names: from the config, else from the files' metadata, else from the file names (a joined input's
+    files; one target file per channel), else indices."""
+    first = samples[0]
+    n_in, n_out = first.input.shape[0], first.target.shape[0]
     names_in = config.data.input_channel_names or _names_in_files(samples, "input_channel_names", n_in)
+    if not names_in and len(first.input_paths) > 1:
+        names_in = names_from_files(first.input_paths, first.input_file_channels, first.input_channels)
     if not names_in:
         names_in = [f"input{c}" for c in (common_input_channels(samples) or range(n_in))]
     names_out = config.data.target_channel_names or _names_in_files(samples, "target_channel_names", n_out)
+    if not names_out and len(first.target_paths) == n_out:
+        names_out = names_from_files(first.target_paths, [1] * n_out)
     if not names_out:
-        paths = [Path(p) for p in samples[0].target_paths]
-        if len(paths) == n_out and paths:
-            stems = [p.stem for p in paths]
-            names_out = stems if len(set(stems)) == len(stems) else [p.parent.name for p in paths]
-        else:
-            names_out = [f"target{c}" for c in range(n_out)]
+        names_out = [f"target{c}" for c in range(n_out)]
     if len(names_in) != n_in or len(names_out) != n_out:
         raise UserError(f"data.input_channel_names/target_channel_names give {len(names_in)}/{len(names_out)} names "
                         f"for {n_in}/{n_out} channels; give one name per channel")
@@ -157,14 +168,16 @@ def _finished_result(run: Path) -> TrainResult:
 
 
 def _automatic_choices(config: TrainConfig, run: Path, resume: Path | None, network: torch.nn.Module,
-                       sampler: PatchSampler, train_regions: list[Region], val_ds: RegionDataset) -> list[Choice]:
-    """The settings left on ``auto`` and the arithmetic, each with its reason; a resumed run reuses its record."""
+                       sampler: PatchSampler, train_regions: list[Region], val_ds: RegionDataset,
+                       augmentation: Choice) -> list[Choice]:
+    """The settings left on ``auto`` and the arithmetic, each with its reason; a resumed run reuses its record
+    (``augmentation``, which follows from the data alone, is the same on resume)."""
     t = config.training
     recorded = read_choices(run / "choices.json") if resume else None
     if recorded:
         return recorded
     precision = choose_precision(t.precision, t.accelerator)
-    choices = [Choice("training.precision", precision.lightning, precision.reason)]
+    choices = [Choice("training.precision", precision.lightning, precision.reason), augmentation]
     if t.patches_per_epoch == "auto":
         regions = [val_ds[i] for i in range(len(val_ds))]
         throughput = (measure_throughput(network, sampler, regions, t.batch_size, precision.lightning, seed=t.seed)
@@ -183,8 +196,8 @@ def _normalised(samples: list[Sample], x_norm: Normalizer, y_norm: Normalizer) -
 
 
 def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config: TrainConfig | None = None, *,
-          max_minutes: float | None = None, fresh: bool = False, log: Callable[[str], None] | None = None
-          ) -> TrainResult:
+          max_minutes: float | None = None, fresh: bool = False, log: Callable[[str], None] | None = None,
+          init: str | os.PathLike | None = None) -> TrainResult:
     """Train a model on a manifest (or samples) and write ``out/model`` and the run's records.
 
     Parameters
@@ -202,6 +215,9 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
         Discard an interrupted run in ``out`` instead of resuming it.
     log : callable, optional
         Receives one line per automatic choice (settings left on ``auto``, the arithmetic) before training.
+    init : path, optional
+        A trained bundle of the same architecture and channels to start from (fine-tuning; see
+        :mod:`virtualstain.training.initial_weights`). A resumed run continues from its checkpoint instead.
 
     Returns
     -------
@@ -213,7 +229,7 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
     check_hardware(config)  # before any image is read
     threads = FreeCoreThreads() if _one_cpu_process(config) else None
     try:
-        return _train(data, out, config, fresh, log, threads)
+        return _train(data, out, config, fresh, log, threads, init)
     finally:
         if threads is not None:
             threads.restore()
@@ -227,7 +243,8 @@ def _one_cpu_process(config: TrainConfig) -> bool:
 
 
 def _train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config: TrainConfig, fresh: bool,
-           log: Callable[[str], None] | None, threads: FreeCoreThreads | None) -> TrainResult:
+           log: Callable[[str], None] | None, threads: FreeCoreThreads | None,
+           init: str | os.PathLike | None = None) -> TrainResult:
     """:func:`train` after the config is settled."""
     run = ensure_writable_dir(out)
     dims = config.model.spatial_dims
@@ -259,10 +276,16 @@ def _train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, confi
                              downsample_z=None if m.downsample_z else False, upsampling=m.upsampling)
     torch.manual_seed(config.training.seed)
     network = build(m.architecture, net_config)
+    if isinstance(network, VirFluoNetGenerator):  # its tanh starts at the training targets' mean, not ½
+        network.start_at(np.mean([y_norm(y).reshape(len(y), -1).mean(1) for _, y in train_crops], axis=0).tolist())
+    if init is not None:
+        (log or (lambda line: None))(load_initial_weights(network, m.architecture, init))
     patch = fit_patch_size(config.patch_size(), train_regions, net_config.size_multiple())
+    augmentation = choose_intensity_augmentation(config.data.intensity_augmentation,
+                                                 sum(int(np.prod(r.shape)) for r in train_regions), int(np.prod(patch)))
     sampler = PatchSampler([s.input for s in normalised], [s.target for s in normalised], train_regions, patch,
                            config.data.min_signal_fraction, config.data.augment, scale=scale,
-                           intensity_augmentation=IntensityAugmentation() if config.data.intensity_augmentation else None)
+                           intensity_augmentation=IntensityAugmentation() if augmentation.value == "on" else None)
 
     from ...training.lightning_module import PatchDataset, RegionDataset
 
@@ -270,7 +293,7 @@ def _train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, confi
     val_ds = RegionDataset(normalised, val_regions, net_config.size_multiple(), config.training.val_max_size)
     if threads is not None:
         threads.update()  # the probe below runs with the threads the first epoch will have
-    choices = _automatic_choices(config, run, resume, network, sampler, train_regions, val_ds)
+    choices = _automatic_choices(config, run, resume, network, sampler, train_regions, val_ds, augmentation)
     for choice in choices:
         (log or (lambda line: None))(choice.line())
     patches_per_epoch = next(int(c.value) for c in choices if c.setting == "training.patches_per_epoch")
@@ -314,6 +337,7 @@ def _train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, confi
     summary = TrainSummary(model=str(model_dir), split_mode=plan.mode, split=plan.description,
                            validation_pearson_r=dict(zip(names_out, val_r)), test_pearson_r=test_r,
                            wall_seconds=round(time.perf_counter() - started, 1),
-                           choices=[c.line() for c in choices], **dataclasses.asdict(fitted))
+                           choices=[c.line() for c in choices], initialized_from=str(init) if init else None,
+                           **dataclasses.asdict(fitted))
     write_text_atomic(run / "summary.json", json.dumps(summary.to_dict(), indent=2))
     return TrainResult(run, model_dir, bundle.validation, summary, held_out, test, bundle)
