@@ -63,3 +63,25 @@ def trained_run(tmp_path_factory, synthetic_manifest):
     from virtualstain.workflows.stain.train import train
 
     return train(synthetic_manifest, tmp_path_factory.mktemp("run"), tiny_config())
+
+
+def train_killed_after_first_checkpoint(manifest, run, config_path):
+    """Run ``virtualstain train`` in a new process group and ``kill -9`` it 2 s after its first ``last.ckpt``;
+    return that checkpoint's path."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-c", "import sys; from virtualstain.cli import main; sys.exit(main(sys.argv[1:]))",
+           "train", str(manifest), "--out", str(run), "--config", str(config_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not last.exists():
+        time.sleep(0.2)
+    time.sleep(2.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return last

@@ -1,10 +1,5 @@
 """VirFluoNet's conditional GAN: the generator's geometry, the config, adversarial training, resume, DDP, bundle."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -117,16 +112,9 @@ def test_cgan_resumes_after_kill_9(tmp_path, synthetic_manifest):
     run = tmp_path / "run"
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(_cgan(max_epochs=400, patches_per_epoch=4)))
-    cmd = [sys.executable, "-c", "import sys; from virtualstain.cli import main; sys.exit(main(sys.argv[1:]))",
-           "train", str(synthetic_manifest), "--out", str(run), "--config", str(cfg)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    last = run / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
-    while time.time() < deadline and not last.exists():
-        time.sleep(0.2)
-    time.sleep(2.0)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    from conftest import train_killed_after_first_checkpoint
+
+    last = train_killed_after_first_checkpoint(synthetic_manifest, run, cfg)
     assert last.exists(), "no checkpoint was written before the kill"
     state = torch.load(last, map_location="cpu", weights_only=True)
     epoch_at_kill, steps_at_kill = state["epoch"], state["global_step"]
