@@ -1,122 +1,163 @@
-"""Prediction speed of the `pics` network on one 2048×2048 image, CPU (or --device cuda).
+"""Prediction speed and accuracy of every inference backend × precision on one large image, in one run.
 
-Measured in one run, each method in its own subprocess (so peak memory is its own):
-the plain torch module on the whole image (reference), then the network as `predict` runs it
-(batch norm folded, channels-last) on the whole image, tiled crop-and-stitch (tile from the
-default memory budget), and FRM's sliding window (256 px windows, stride 64, 32 px border
-dropped, overlaps averaged).
-Prints Mpx/s, peak resident memory, and ratios against the whole-image baseline.
+Each engine runs in its own subprocess (its own memory and thread pools), on the whole image and tiled
+(tiles from the default 1 GB budget), through ``virtualstain.predict`` (normalisation, mirror border,
+de-normalisation included). Printed per engine: seconds (best of --repeats after a warm-up), Mpx/s, the
+ratio to today's path (torch fp32) measured in the same run, and the largest deviation from the torch fp32
+whole-image prediction as a fraction of its range. With --run RUN (a training run folder) the test-region
+Pearson r of each engine is printed next to the reference's.
 
-    python benchmarks/bench_predict.py [--size 2048] [--device cpu] [--repeats 2]
+    python benchmarks/bench_predict.py --model RUN/model [--image FIELD.tif] [--size 2048] [--repeats 2]
+        [--run RUN] [--device cpu]
+    python benchmarks/bench_predict.py --preset sr_unet --scale 4 --shape 490x647     # DL-SRQPI's 4× network
+
+Without --model a preset `pics` with random weights is used (deviations are then not those of a trained
+model); without --image a random field is used.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-import torch
 
 
-def _network(device, prepared: bool = True):
-    """The pics network as `virtualstain predict` runs it (folded BN, channels-last), or plain torch."""
-    from virtualstain.models.inference import prepare_for_inference
+def _bundle(model: str | None, preset: str = "pics", scale: int = 1):
+    import torch
+
+    import virtualstain as vs
+    from virtualstain.data.normalization import Normalizer
+    from virtualstain.models.bundle import ModelBundle
     from virtualstain.models.registry import build, make_config
 
+    if model:
+        return vs.load_model(model)
     torch.manual_seed(0)
-    net = build("pics", make_config("pics", 1, 1)).eval()
-    return prepare_for_inference(net, device) if prepared else net.to(device)
+    net = build(preset, make_config(preset, 1, 1, 2, **({"scale": scale} if scale > 1 else {}))).eval()
+    return ModelBundle(net, preset, Normalizer("zscore", [0.0], [1.0]), Normalizer("zscore", [0.0], [1.0]), ["in"], ["out"])
 
 
-def frm_sliding_window(net, image: np.ndarray, device, window=256, stride=64, border=32, batch=16) -> np.ndarray:
-    """FRM-style prediction: overlapping windows, border excluded, averaged."""
-    _, h, w = image.shape
-    acc = np.zeros((1, h, w), np.float64)
-    cnt = np.zeros((h, w), np.float64)
-    starts_y = list(range(0, h - window + 1, stride))
-    starts_x = list(range(0, w - window + 1, stride))
-    coords = [(y, x) for y in starts_y for x in starts_x]
-    with torch.inference_mode():
-        for i in range(0, len(coords), batch):
-            chunk = coords[i:i + batch]
-            x = torch.from_numpy(np.stack([image[:, y:y + window, x0:x0 + window] for y, x0 in chunk])).to(device)
-            out = net(x).float().cpu().numpy()
-            for (y, x0), o in zip(chunk, out):
-                y0 = border if y > 0 else 0
-                y1 = window - border if y + window < h else window
-                x_0 = border if x0 > 0 else 0
-                x_1 = window - border if x0 + window < w else window
-                acc[:, y + y0:y + y1, x0 + x_0:x0 + x_1] += o[:, y0:y1, x_0:x_1]
-                cnt[y + y0:y + y1, x0 + x_0:x0 + x_1] += 1
-    return (acc / np.maximum(cnt, 1)).astype(np.float32)
+def _image(path: str | None, shape: tuple[int, int]) -> np.ndarray:
+    if path:
+        import tifffile
+
+        field = tifffile.imread(path).astype(np.float32)
+        pads = [(0, max(0, n - m)) for n, m in zip(shape, field.shape)]
+        return np.pad(field, pads, mode="reflect")[None, :shape[0], :shape[1]]  # real content, mirrored out
+    return np.random.default_rng(0).normal(size=(1, *shape)).astype(np.float32)
 
 
-def run_one(method: str, size: int, device: str, repeats: int) -> dict:
-    from virtualstain.inference.tiling import DEFAULT_CPU_BUDGET_MB, auto_tile_size, predict_padded
+def _shape(args) -> tuple[int, int]:
+    if args.shape:
+        h, w = (int(v) for v in args.shape.lower().split("x"))
+        return h, w
+    return args.size, args.size
 
-    dev = torch.device(device)
-    net = _network(dev, prepared=method != "plain")
-    image = np.random.default_rng(0).normal(size=(1, size, size)).astype(np.float32)
-    tile = auto_tile_size(net.config, DEFAULT_CPU_BUDGET_MB if dev.type == "cpu" else 8192, image.shape[1:])
 
-    def once():
-        if method in ("whole", "plain"):
-            return predict_padded(net, image, None, dev)
-        if method == "tiled":
-            return predict_padded(net, image, tile, dev)
-        return frm_sliding_window(net, image, dev)
+def run_one(args) -> dict:
+    from virtualstain.inference.predict import predict
 
-    once() if method != "frm" else None  # warm-up (the FRM window is slow enough to skip it)
+    bundle = _bundle(args.model, args.preset, args.scale)
+    image = _image(args.image, _shape(args))
+    kw = dict(backend=args.backend, precision=args.precision, device=args.device, tile_size=0 if args.layout == "whole"
+              else None)
+    out = predict(bundle, image, **kw)  # warm-up: export, compilation
     times = []
-    for _ in range(repeats if method != "frm" else 1):
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+    for _ in range(args.repeats):
         t0 = time.perf_counter()
-        out = once()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+        out = predict(bundle, image, **kw)
         times.append(time.perf_counter() - t0)
-    np.save(f"/tmp/bench_{method}.npy", out)
-    return {"method": method, "seconds": min(times), "tile": list(tile) if method == "tiled" else None,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    np.save(args.save, out)
+    result = {"seconds": min(times), "spread": max(times) - min(times)}
+    if args.run:
+        result["test_r"] = _test_r(bundle, Path(args.run), kw)
+    return result
+
+
+def _test_r(bundle, run: Path, kw: dict) -> float:
+    """Mean Pearson r over the run's test regions (RUN/test/input → RUN/test/target), first output channel."""
+    from virtualstain.data.samples import load_input
+    from virtualstain.inference.predict import predict
+
+    rs = []
+    for path in sorted((run / "test" / "input").glob("*.tif")):
+        image, _ = load_input(path, 2, None, bundle.input_channel_names)
+        target, _ = load_input(run / "test" / "target" / path.name, 2, None, None)
+        pred = predict(bundle, image, **{**kw, "tile_size": 0})
+        rs.append(float(np.corrcoef(pred[0].ravel(), target[0].ravel())[0, 1]))
+    return float(np.mean(rs))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model")
+    ap.add_argument("--image")
+    ap.add_argument("--run")
     ap.add_argument("--size", type=int, default=2048)
+    ap.add_argument("--shape", help="HxW instead of --size² (e.g. 490x647 for the super-resolution benchmark)")
+    ap.add_argument("--preset", default="pics", help="architecture of the random-weight model without --model")
+    ap.add_argument("--scale", type=int, default=1, help="super-resolution factor of the random-weight preset")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--method")
+    ap.add_argument("--backend")
+    ap.add_argument("--precision")
+    ap.add_argument("--layout")
+    ap.add_argument("--save")
     args = ap.parse_args()
-    if args.method:
-        print(json.dumps(run_one(args.method, args.size, args.device, args.repeats)))
+    if args.backend:
+        print(json.dumps(run_one(args)))
         return
-    print(f"pics network, {args.size}x{args.size} px, device {args.device}, torch threads {torch.get_num_threads()}")
-    results = {}
-    for method in ("plain", "whole", "tiled", "frm"):
-        out = subprocess.run([sys.executable, __file__, "--method", method, "--size", str(args.size),
-                              "--device", args.device, "--repeats", str(args.repeats)],
-                             capture_output=True, text=True, check=True)
-        results[method] = json.loads(out.stdout.strip().splitlines()[-1])
-    whole, tiled = np.load("/tmp/bench_whole.npy"), np.load("/tmp/bench_tiled.npy")
-    mpx = args.size ** 2 / 1e6
-    base = results["whole"]["seconds"]
-    print(f"{'method':<28}{'seconds':>9}{'Mpx/s':>9}{'vs whole':>10}{'peak RSS MB':>13}")
-    labels = {"plain": "whole, plain torch module", "whole": "whole image", "tiled": f"tiled (core {results['tiled']['tile']})",
-              "frm": "FRM sliding window 256/64"}
-    for m in ("plain", "whole", "tiled", "frm"):
-        r = results[m]
-        print(f"{labels[m]:<28}{r['seconds']:>9.2f}{mpx / r['seconds']:>9.2f}{r['seconds'] / base:>10.2f}"
-              f"{r['peak_rss_mb']:>13.0f}")
-    print(f"tiled / whole time: {results['tiled']['seconds'] / base:.2f} (aim <= 1.2)")
-    print(f"FRM window / tiled time: {results['frm']['seconds'] / results['tiled']['seconds']:.1f} (aim >= 5)")
-    span = float(whole.max() - whole.min())
-    print(f"max |tiled - whole| / output range: {np.abs(tiled - whole).max() / span:.2e}")
+    import torch
+
+    from virtualstain.inference.engines import candidate_specs
+
+    specs = [(s.backend, s.precision) for s in candidate_specs(torch.device(args.device))] + [("auto", "auto")]
+    h, w = _shape(args)
+    print(f"model {args.model or f'{args.preset} preset (scale {args.scale}), random weights'}; image "
+          f"{args.image or 'random'} at {h}×{w} px; "
+          f"device {args.device}; torch threads {torch.get_num_threads()}; best of {args.repeats} after a warm-up")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_predict_"))
+    rows = []
+    for backend, precision in specs:
+        for layout in ("whole", "tiled"):
+            save = tmp / f"{backend}_{precision}_{layout}.npy"
+            cmd = [sys.executable, __file__, "--backend", backend, "--precision", precision, "--layout", layout,
+                   "--save", str(save), "--size", str(args.size), "--device", args.device, "--repeats", str(args.repeats),
+                   "--preset", args.preset, "--scale", str(args.scale)]
+            for flag in ("model", "image", "run", "shape"):
+                if getattr(args, flag):
+                    cmd += [f"--{flag}", getattr(args, flag)]
+            done = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ,
+                                                                            "VIRTUALSTAIN_CACHE": str(tmp / "cache")})
+            if done.returncode != 0:
+                print(f"{backend} {precision} {layout}: failed: {done.stderr.strip().splitlines()[-1:]}")
+                continue
+            rows.append((backend, precision, layout, json.loads(done.stdout.strip().splitlines()[-1]), save))
+    reference = np.load(tmp / "torch_fp32_whole.npy")
+    span = float(reference.max() - reference.min())
+    base = next(r["seconds"] for b, p, lay, r, _ in rows if (b, p, lay) == ("torch", "fp32", "whole"))
+    base_r = next((r.get("test_r") for b, p, lay, r, _ in rows if (b, p, lay) == ("torch", "fp32", "whole")), None)
+    mpx = h * w / 1e6  # input megapixels
+    print(f"{'engine':<24}{'layout':<7}{'seconds':>9}{'spread':>8}{'Mpx/s':>8}{'vs torch fp32':>15}{'max dev':>10}"
+          + (f"{'test r':>9}{'Δr':>9}" if base_r is not None else ""))
+    whole_seconds = {}
+    for backend, precision, layout, r, save in rows:
+        dev = float(np.abs(np.load(save) - reference).max() / span)
+        whole_seconds.setdefault((backend, precision), r["seconds"])
+        line = (f"{backend + ' ' + precision:<24}{layout:<7}{r['seconds']:>9.2f}{r['spread']:>8.2f}{mpx / r['seconds']:>8.2f}"
+                f"{base / r['seconds']:>14.2f}×{dev:>10.1e}")
+        if base_r is not None:
+            line += f"{r['test_r']:>9.4f}{r['test_r'] - base_r:>+9.4f}"
+        if layout == "tiled":
+            line += f"   tiled/whole {r['seconds'] / whole_seconds[(backend, precision)]:.2f}"
+        print(line)
+    print("auto = what `predict --backend auto` chose in its own process (the choice is printed by `predict --explain`)")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ memory budget; then, as the baseline, what TIE needs for the same output: DCT-TI
 plus bicubic 4× upsampling. With --model, a trained bundle is timed; otherwise the preset with random
 weights (the same arithmetic). Prints seconds per image, output Mpx/s and ratios to the baseline.
 
-    python benchmarks/bench_srqpi.py [--model RUN/model] [--device cpu|cuda] [--amp] [--repeats 3]
+    python benchmarks/bench_srqpi.py [--model RUN/model] [--device cpu|cuda] [--precision fp32|bf16|fp16] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--amp", action="store_true", help="float16 autocast (CUDA)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                        help="torch arithmetic (bf16: CPUs with native bf16 or CUDA; fp16: CUDA)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
@@ -59,10 +60,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     low = (1 + 0.1 * rng.standard_normal((1, 490, 647))).astype(np.float32)
     other = (1 + 0.1 * rng.standard_normal((490, 647))).astype(np.float32)
-    out_shape = predict(bundle, low, tile_size=0, device=args.device, amp=args.amp).shape
+    out_shape = predict(bundle, low, tile_size=0, device=args.device, precision=args.precision).shape
     mpx = out_shape[1] * out_shape[2] / 1e6
     print(f"input {low.shape[1]}×{low.shape[2]} → output {out_shape[1]}×{out_shape[2]} ({mpx:.2f} Mpx), "
-          f"device {args.device}, torch threads {torch.get_num_threads()}, amp {args.amp}")
+          f"device {args.device}, torch threads {torch.get_num_threads()}, precision {args.precision}")
 
     def tie_baseline():
         phase = tie_phase(np.stack([other, low[0]]), [-5.0, 5.0], wavelength_um=0.55, pixel_size_um=2.6, solver="dct")
@@ -70,10 +71,10 @@ def main() -> None:
 
     results = {
         "DCT-TIE (2 LR planes) + bicubic ×4 [baseline]": _best(tie_baseline, args.repeats),
-        "sr_unet, whole image": _best(lambda: predict(bundle, low, tile_size=0, device=args.device, amp=args.amp),
+        "sr_unet, whole image": _best(lambda: predict(bundle, low, tile_size=0, device=args.device, precision=args.precision),
                                       args.repeats),
         "sr_unet, tiled (default memory budget)": _best(
-            lambda: predict(bundle, low, tile_size=None, device=args.device, amp=args.amp), args.repeats),
+            lambda: predict(bundle, low, tile_size=None, device=args.device, precision=args.precision), args.repeats),
     }
     base = next(iter(results.values()))
     for name, seconds in results.items():

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from virtualstain.inference.blending import predict_blended, ramp, window_starts
+from virtualstain.inference.engines import TorchEngine
 from virtualstain.inference.tiling import predict_padded
 from virtualstain.models.configs import UNetConfig
 from virtualstain.models.registry import build, make_config
@@ -26,7 +27,7 @@ def test_blending_a_network_without_context_is_whole_image_prediction():
     identity = nn.Identity()
     identity.config = UNetConfig(in_channels=2, out_channels=2, depth=2)  # size multiple 4
     image = np.random.default_rng(0).normal(size=(2, 96, 120)).astype(np.float32)
-    blended = predict_blended(identity, image, (32, 40), 12, torch.device("cpu"))
+    blended = predict_blended(TorchEngine(identity, torch.device("cpu")), image, (32, 40), 12)
     assert np.abs(blended - image).max() < 1e-6
 
 
@@ -34,11 +35,11 @@ def test_blending_hides_seams_but_only_exact_tiling_equals_whole_image_predictio
     torch.manual_seed(0)
     net = build("cgan", make_config("cgan", 1, 1, depth=3, base_width=4, max_width=16)).eval()
     image = np.random.default_rng(1).random((1, 128, 128)).astype(np.float32)
-    cpu = torch.device("cpu")
-    whole = predict_padded(net, image, None, cpu)
-    exact = predict_padded(net, image, (32, 32), cpu)
-    blended = predict_blended(net, image, (48, 48), 16, cpu)
-    butted = predict_blended(net, image, (32, 32), 0, cpu)  # windows side by side, no overlap: hard seams
+    engine = TorchEngine(net, torch.device("cpu"))
+    whole = predict_padded(engine, image, None)
+    exact = predict_padded(engine, image, (32, 32))
+    blended = predict_blended(engine, image, (48, 48), 16)
+    butted = predict_blended(engine, image, (32, 32), 0)  # windows side by side, no overlap: hard seams
     span = float(whole.max() - whole.min())
     assert np.abs(exact - whole).max() <= 1e-4 * span
     err_blend, err_butt = np.abs(blended - whole), np.abs(butted - whole)

@@ -20,14 +20,14 @@ import virtualstain
 PACKAGE = Path(virtualstain.__file__).parent
 LAYERS = [
     {"errors", "_version"},
-    {"_atomic"},
+    {"_atomic", "_hardware", "_cache"},
     {"metrics", "optics"},
     {"data", "analysis"},
     {"evaluation"},
     {"report"},
     {"models"},
     {"inference"},
-    {"training"},
+    {"training", "export"},
     {"workflows", "workflows.stain", "workflows.phase", "workflows.srqpi", "workflows.focus"},
     {"cli", "virtualstain"},
 ]

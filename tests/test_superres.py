@@ -15,6 +15,7 @@ from virtualstain.data.patches import PatchSampler
 from virtualstain.data.samples import read_manifest
 from virtualstain.data.splits import Region
 from virtualstain.errors import UserError
+from virtualstain.inference.engines import TorchEngine
 from virtualstain.inference.predict import predict
 from virtualstain.inference.tiling import pad_to_multiple, predict_padded
 from virtualstain.metrics import phase_scores
@@ -52,16 +53,17 @@ def _random_network(name: str):
 @pytest.mark.parametrize("name", ["sr_unet", "srcnn"])
 def test_super_resolution_networks_tile_exactly_and_reach_no_further_than_computed(name):
     network = _random_network(name)
+    engine = TorchEngine(network, torch.device("cpu"))
     image = np.random.default_rng(0).normal(size=(1, 45, 37)).astype(np.float32)
     padded, _ = pad_to_multiple(image, network.config.size_multiple())
-    whole = predict_padded(network, padded, None, torch.device("cpu"))
-    tiled = predict_padded(network, padded, (8, 8), torch.device("cpu"))
+    whole = predict_padded(engine, padded, None)
+    tiled = predict_padded(engine, padded, (8, 8))
     assert whole.shape == (1, K * padded.shape[1], K * padded.shape[2])
     assert np.abs(whole - tiled).max() < 1e-5
     # perturb one input pixel: only outputs within the computed reach (input px) may change
     bumped = padded.copy()
     bumped[0, 22, 18] += 10.0
-    changed = np.argwhere(np.abs(predict_padded(network, bumped, None, torch.device("cpu")) - whole)[0] > 1e-6)
+    changed = np.argwhere(np.abs(predict_padded(engine, bumped, None) - whole)[0] > 1e-6)
     distance = np.abs(changed // K - np.array([22, 18])).max()
     reach = receptive_field_reach(network.config)
     assert changed.size and distance <= reach[0]

@@ -96,8 +96,9 @@ def test_one_options_object_carries_every_prediction_setting(rng):
     options = PredictOptions(tile_size=16, tta=True, border="none")  # no mirror: 9 tiles per view, not 49
     assert np.array_equal(predict(bundle, image, options), predict(bundle, image, tile_size=16, tta=True, border="none"))
     assert np.array_equal(predict(bundle, image, options, tta=False), predict(bundle, image, tile_size=16, border="none"))
-    assert options.replace(amp=True) == PredictOptions(tile_size=16, tta=True, border="none", amp=True) and not options.amp
-    known = r"known: \['amp', 'blend_overlap', 'border', 'device'"
+    changed = options.replace(backend="auto")
+    assert changed == PredictOptions(tile_size=16, tta=True, border="none", backend="auto") and options.backend == "torch"
+    known = r"known: \['backend', 'blend_overlap', 'border', 'device'"
     with pytest.raises(TypeError, match=r"unknown prediction option\(s\) \['tiles'\]; " + known):
         predict(bundle, image, tiles=16)
 

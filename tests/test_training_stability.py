@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
+from virtualstain import _hardware
 from virtualstain.training import auto, precision
 from virtualstain.training.auto import choose_patches_per_epoch
 from virtualstain.training.lightning_module import EMAUpdate, deployable_weights
@@ -53,8 +54,8 @@ def test_bf16_is_chosen_only_with_native_support(tmp_path, monkeypatch):
     with_flags, without = tmp_path / "a", tmp_path / "b"
     with_flags.write_text("flags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
     without.write_text("flags\t\t: fpu sse avx2\n")
-    assert precision.cpu_has_native_bf16(with_flags) and not precision.cpu_has_native_bf16(without)
-    assert not precision.cpu_has_native_bf16(tmp_path / "missing")
+    assert _hardware.cpu_has_native_bf16(with_flags) and not _hardware.cpu_has_native_bf16(without)
+    assert not _hardware.cpu_has_native_bf16(tmp_path / "missing")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     assert precision.choose_precision("auto", "auto").lightning == "bf16-mixed"

@@ -15,6 +15,8 @@ _API = {
     "predict": ("virtualstain.inference.predict", "predict"),
     "PredictOptions": ("virtualstain.inference.options", "PredictOptions"),
     "predict_files": ("virtualstain.workflows.stain.predict", "predict_files"),
+    "stream": ("virtualstain.inference.streaming", "stream"),
+    "watch_folder": ("virtualstain.workflows.stain.watch", "watch_folder"),
     "load_model": ("virtualstain.models.bundle", "load_bundle"),
     "save_model": ("virtualstain.models.bundle", "save_bundle"),
     "evaluate": ("virtualstain.workflows.stain.evaluate", "evaluate_files"),

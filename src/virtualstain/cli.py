@@ -75,7 +75,14 @@ def train(manifest: str, out: str, config_path: str | None, max_minutes: float |
 @click.option("--overwrite", is_flag=True, help="Redo outputs that already exist.")
 @click.option("--composite", is_flag=True, help="Also write a colour PNG of input and predicted stains.")
 @click.option("--device", help="cpu, cuda, cuda:1… (default: CUDA if available).")
-@click.option("--amp", is_flag=True, help="float16 autocast on CUDA.")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]), default="auto",
+              show_default=True, help="Inference engine; auto: the fastest installed one that matches fp32 torch "
+              "(measured once per model and machine).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Arithmetic; --backend torch --precision fp32 is the reference.")
+@click.option("--max-deviation", type=float, default=1e-3, show_default=True,
+              help="Largest deviation from fp32 torch (fraction of the output range) that auto accepts.")
+@click.option("--explain", is_flag=True, help="Print every engine measured for --backend auto and why one was chosen.")
 @click.option("--memory-mb", type=float, help="Memory budget per tile in MB.")
 @click.option("--match-brightness", is_flag=True, help="Scale each input to the training inputs' mean grey level "
               "(DL-SRQPI brightness correction; other lamp power, exposure or gain).")
@@ -86,18 +93,25 @@ def train(manifest: str, out: str, config_path: str | None, max_minutes: float |
               "(--tile-size px, default 256).")
 @click.option("--blend-overlap", type=int, default=32, show_default=True, help="Overlap of blended windows, px.")
 def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None, input_channels: str | None,
-            tta: bool, overwrite: bool, composite: bool, device: str | None, amp: bool, memory_mb: float | None,
-            match_brightness: bool, border: Literal["mirror", "none"], stitch: Literal["exact", "blend"],
-            blend_overlap: int) -> None:
+            tta: bool, overwrite: bool, composite: bool, device: str | None, backend: str, precision: str,
+            max_deviation: float, explain: bool, memory_mb: float | None, match_brightness: bool,
+            border: Literal["mirror", "none"], stitch: Literal["exact", "blend"], blend_overlap: int) -> None:
     """Predict stains for INPUTS with the bundle MODEL; outputs keep the inputs' names."""
+    from .inference.backend_choice import last_choice
     from .inference.options import PredictOptions
+    from .models.bundle import load_bundle
     from .workflows.stain.predict import predict_files
 
-    options = PredictOptions(tile_size=tile_size, tta=tta, device=device, memory_budget_mb=memory_mb, amp=amp,
-                             match_brightness=match_brightness, border=border, stitch=stitch,
-                             blend_overlap=blend_overlap, progress=sys.stderr.isatty())
-    written = predict_files(model, inputs, out, options, input_channels=_channels(input_channels),
+    options = PredictOptions(tile_size=tile_size, tta=tta, device=device, memory_budget_mb=memory_mb, backend=backend,
+                             precision=precision, max_deviation=max_deviation, match_brightness=match_brightness,
+                             border=border, stitch=stitch, blend_overlap=blend_overlap, progress=sys.stderr.isatty())
+    bundle = load_bundle(model)
+    written = predict_files(bundle, inputs, out, options, input_channels=_channels(input_channels),
                             overwrite=overwrite, composite=composite)
+    choice = last_choice(bundle)
+    if choice is not None:
+        for line in choice.explain() if explain else [choice.summary()]:
+            click.echo(line)
     for path in written.removed_parts:
         click.echo(f"removed {path} (left by an interrupted run)")
     for path, reason in written.redone.items():
@@ -277,6 +291,64 @@ def track(labels: tuple[str, ...], out: str, max_distance_px: float | None, gap_
         click.echo(f"DET {f(s.det)}  SEG {f(s.seg)}  TRA {f(s.tra)}  LNK {f(s.lnk)}  link F1 {s.link_f1:.4f} "
                    f"(P {s.link_precision:.4f}, R {s.link_recall:.4f})  divisions {s.n_divisions} of "
                    f"{s.n_reference_divisions}, tracks {s.n_tracks} of {s.n_reference_tracks}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.argument("inbox", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]), default="auto",
+              show_default=True, help="Inference engine (as for predict).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Arithmetic (as for predict).")
+@click.option("--max-deviation", type=float, default=1e-3, show_default=True,
+              help="Largest deviation from fp32 torch that auto accepts.")
+@click.option("--device", help="cpu, cuda, cuda:1… (default: CUDA if available).")
+@click.option("--tile-size", type=int, default=None, help="Tile core in px (0 = whole image; default from memory).")
+@click.option("--tta", is_flag=True, help="Average over flips and 90° rotations (8× the work).")
+@click.option("--poll", "poll_s", type=float, default=0.2, show_default=True, help="Seconds between looks at INBOX.")
+@click.option("--settle", "settle_s", type=float, default=0.5, show_default=True,
+              help="A file must keep its size this many seconds before it is read.")
+@click.option("--once", is_flag=True, help="Predict what is complete in INBOX now, then stop.")
+@click.option("--idle-exit", "idle_exit_s", type=float, help="Stop after this many seconds without a new file.")
+def watch(model: str, inbox: str, out: str, backend: str, precision: str, max_deviation: float, device: str | None,
+          tile_size: int | None, tta: bool, poll_s: float, settle_s: float, once: bool, idle_exit_s: float | None) -> None:
+    """Predict each image file as it appears in INBOX (a running acquisition); Ctrl-C stops."""
+    from .inference.options import PredictOptions
+    from .workflows.stain.watch import WatchSettings, watch_folder
+
+    options = PredictOptions(tile_size=tile_size, tta=tta, device=device, backend=backend, precision=precision,
+                             max_deviation=max_deviation)
+    watch_folder(model, inbox, out, options, WatchSettings(poll_s=poll_s, settle_s=settle_s, once=once,
+                                                           idle_exit_s=idle_exit_s), log=click.echo)
+
+
+@cli.command("export")
+@click.argument("model", type=click.Path())
+@click.option("--format", "fmt", required=True, type=click.Choice(["onnx", "bmz"]),
+              help="onnx: the network with dynamic size (normalisation in its metadata); bmz: a BioImage Model Zoo "
+              "package (.zip) for bioimage.io, deepImageJ, ilastik.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .onnx file or the package .zip.")
+@click.option("--weights-license", default="CC-BY-4.0", show_default=True,
+              help="SPDX licence of the exported weights (bmz).")
+def export(model: str, fmt: str, out: str, weights_license: str) -> None:
+    """Export the bundle MODEL for other tools."""
+    from ._atomic import check_output_suffix, ensure_writable_dir
+    from .models.bundle import load_bundle
+
+    suffix, what = {"onnx": (".onnx", "an ONNX graph"), "bmz": (".zip", "a BioImage Model Zoo package")}[fmt]
+    check_output_suffix(out, [suffix], what)
+    bundle = load_bundle(model)
+    ensure_writable_dir(Path(out).resolve().parent)
+    if fmt == "onnx":
+        from .inference.onnx_graph import export_onnx
+
+        path = export_onnx(bundle, out)
+    else:
+        from .export.bmz import export_bmz
+
+        path = export_bmz(model, Path(out), license=weights_license)  # the bundle's own files travel inside
+    click.echo(f"{fmt}: {path} ({Path(path).stat().st_size / 2 ** 20:.1f} MB)")
 
 
 @cli.command()

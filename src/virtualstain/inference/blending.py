@@ -18,11 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
-from ..models.inference import network_config
-from .tiling import _run, output_scale
+from .engines import Engine
+from .tiling import output_scale
 
 
 def window_starts(length: int, tile: int, overlap: int, multiple: int) -> list[int]:
@@ -47,14 +45,15 @@ def ramp(length: int, start: int, tile: int, overlap: int) -> np.ndarray:
     return alpha
 
 
-def predict_blended(network: nn.Module, padded: np.ndarray, tile: Sequence[int], overlap: int,
-                    device: torch.device, amp: bool = False, progress=None) -> np.ndarray:
+def predict_blended(engine: Engine, padded: np.ndarray, tile: Sequence[int], overlap: int,
+                    progress=None) -> np.ndarray:
     """Predict a padded channels-first array window by window and alpha-blend the overlaps (see the module).
 
     Parameters
     ----------
-    network : torch.nn.Module
-        A registry network (its ``config`` gives the size multiple and output channels).
+    engine : Engine
+        The network on a backend (:mod:`~virtualstain.inference.engines`; its ``config`` gives the size multiple
+        and output channels).
     padded : numpy.ndarray
         ``(C, (Z,) Y, X)``, each spatial axis a multiple of the size multiple.
     tile : sequence of int
@@ -62,7 +61,7 @@ def predict_blended(network: nn.Module, padded: np.ndarray, tile: Sequence[int],
     overlap : int
         Pixels shared by neighbouring windows (≥ 0), the width of the ramps.
     """
-    config = network_config(network)
+    config = engine.config
     mult, k = config.size_multiple(), output_scale(config)
     spatial = padded.shape[1:]
     sizes = [min(n, max(m, int(t) // m * m)) for n, t, m in zip(spatial, tile, mult)]
@@ -73,7 +72,7 @@ def predict_blended(network: nn.Module, padded: np.ndarray, tile: Sequence[int],
     for corner in np.ndindex(*(len(s) for s in starts)):
         origin = [s[i] for s, i in zip(starts, corner)]
         window = (slice(None),) + tuple(slice(o, o + t) for o, t in zip(origin, sizes))
-        pred = _run(network, padded[window], device, amp)
+        pred = engine(np.ascontiguousarray(padded[window]))
         alpha = np.ones((), np.float64)
         for axis, (n, o, t, f) in enumerate(zip(spatial, origin, sizes, k)):
             a = ramp(n * f, o * f, t * f, overlap * f)

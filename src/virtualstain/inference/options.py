@@ -15,6 +15,11 @@ from ..errors import UserError
 BORDERS = ("mirror", "none")
 #: How tiles are joined (:attr:`PredictOptions.stitch`).
 STITCHES = ("exact", "blend")
+#: Inference backends (:mod:`~virtualstain.inference.engines`) and arithmetic; ``auto`` picks by measurement.
+BACKENDS = ("torch", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: Default largest deviation of an ``auto`` engine from fp32 torch, as a fraction of the output range.
+MAX_DEVIATION = 1e-3
 #: Window size (input px) of blended stitching when neither ``tile_size`` nor memory asks for smaller windows.
 BLEND_TILE_PX = 256
 
@@ -34,8 +39,15 @@ class PredictOptions:
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
     memory_budget_mb : float, optional
         Memory for one tile (default 1024 MB on CPU, half the free GPU memory on CUDA).
-    amp : bool
-        float16 autocast on CUDA.
+    backend : {"torch", "auto", "onnxruntime", "openvino"}
+        Which engine runs the network. ``"torch"`` with ``precision="fp32"`` (the default here) is the reference;
+        ``"auto"`` (the command line's default) measures every installed engine on a probe tile and takes the
+        fastest whose deviation from the reference is at most ``max_deviation``
+        (:mod:`~virtualstain.inference.backend_choice`; cached per model and machine).
+    precision : {"fp32", "auto", "bf16", "fp16"}
+        Arithmetic of the engine; ``"auto"`` lets the measurement choose.
+    max_deviation : float
+        Largest deviation from fp32 torch (fraction of the reference's output range) an ``auto`` choice accepts.
     match_brightness : bool
         Scale each input channel so that its mean equals the training inputs' mean (DL-SRQPI's
         brightness correction C = R·S̄/R̄), for images taken with another lamp power, exposure or gain.
@@ -59,7 +71,9 @@ class PredictOptions:
     tta: bool = False
     device: str | None = None
     memory_budget_mb: float | None = None
-    amp: bool = False
+    backend: str = "torch"
+    precision: str = "fp32"
+    max_deviation: float = MAX_DEVIATION
     match_brightness: bool = False
     border: Literal["mirror", "none"] = "mirror"
     stitch: Literal["exact", "blend"] = "exact"
@@ -82,6 +96,14 @@ class PredictOptions:
             raise UserError(f"--border {self.border!r} must be one of {list(BORDERS)} (mirror: the network sees the "
                             "image mirrored beyond its edges; none: zeros, as virtualstain 0.1.0)")
 
+        if self.backend not in ("auto", *BACKENDS):
+            raise UserError(f"--backend {self.backend!r} must be one of {['auto', *BACKENDS]}")
+        if self.precision not in ("auto", *PRECISIONS):
+            raise UserError(f"--precision {self.precision!r} must be one of {['auto', *PRECISIONS]}")
+        deviation = self.max_deviation
+        if isinstance(deviation, bool) or not isinstance(deviation, (int, float)) or not 0 <= deviation < 1:
+            raise UserError(f"--max-deviation {deviation} must be a fraction of the output range in [0, 1) "
+                            f"(default {MAX_DEVIATION:g})")
         if self.stitch not in STITCHES:
             raise UserError(f"--stitch {self.stitch!r} must be one of {list(STITCHES)} (exact: equal to whole-image "
                             "prediction; blend: VirFluoNet's alpha-blended windows)")

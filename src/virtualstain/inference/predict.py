@@ -16,6 +16,7 @@ from ..data.io import as_float32
 from ..errors import UserError
 from ..models.bundle import ModelBundle
 from ..models.receptive_field import tiling_margin
+from .backend_choice import choose_engine
 from .blending import count_windows, predict_blended
 from .options import BLEND_TILE_PX, PredictOptions
 from .tiling import (
@@ -191,7 +192,7 @@ def predict(bundle: ModelBundle, image: np.ndarray, options: PredictOptions | No
     image : numpy.ndarray
         ``(C, Y, X)`` or ``(C, Z, Y, X)`` in the input's raw units, channels as in training.
     options : PredictOptions, optional
-        Tiling, test-time augmentation, device, memory budget, mixed precision, brightness matching, border.
+        Tiling, test-time augmentation, device, backend and precision, memory budget, brightness matching, border.
     source : str
         Name used in error messages.
     pixel_size_um : float, optional
@@ -233,14 +234,16 @@ def _predict(bundle: ModelBundle, image: np.ndarray, opts: PredictOptions, sourc
     if opts.match_brightness:
         image = _match_brightness(bundle, image, source)
     dev = pick_device(opts.device)
-    net = bundle.inference_network(dev)
     normalized = bundle.input_normalizer(image)
+    engine = None
     transforms = dihedral_transforms() if opts.tta else [(0, False)]
     total: np.ndarray | float = 0.0
     margin = mirror_margin(bundle.config) if opts.border == "mirror" else (0,) * bundle.config.spatial_dims
     for k, flip in transforms:
         view = np.ascontiguousarray(apply_transform(normalized, k, flip))
         padded, _ = pad_to_multiple(pad_mirror(view, margin), bundle.config.size_multiple())
+        if engine is None:
+            engine, _ = choose_engine(bundle, padded, dev, opts.backend, opts.precision, opts.max_deviation)
         tile = resolve_tile(bundle, opts.tile_size, dev, opts.memory_budget_mb, padded.shape[1:],
                             warn=(k, flip) == transforms[0] and opts.stitch == "exact")
         if opts.stitch == "blend":  # windows of --tile-size, else of the budget's tiles, at most BLEND_TILE_PX
@@ -252,9 +255,9 @@ def _predict(bundle: ModelBundle, image: np.ndarray, opts: PredictOptions, sourc
                  else count_tiles(padded.shape[1:], bundle.config, tile))
             bar = tqdm(total=n, desc="tiles", leave=False, disable=n < 2)
         if opts.stitch == "blend":
-            out = predict_blended(net, padded, windows, opts.blend_overlap, dev, amp=opts.amp, progress=bar)
+            out = predict_blended(engine, padded, windows, opts.blend_overlap, progress=bar)
         else:
-            out = predict_padded(net, padded, tile, dev, amp=opts.amp, progress=bar)
+            out = predict_padded(engine, padded, tile, progress=bar)
         if bar is not None:
             bar.close()
         out = out[(slice(None),) + tuple(slice(g * f, (g + n) * f)

@@ -21,12 +21,10 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-import torch
-from torch import nn
 
 from ..models.configs import NetworkConfig
-from ..models.inference import memory_format, network_config
 from ..models.receptive_field import tiling_margin
+from .engines import Engine
 
 DEFAULT_CPU_BUDGET_MB = 1024
 #: Largest mirror margin (input px per side, before rounding up to the size multiple). The exact reach
@@ -131,31 +129,19 @@ def tile_grid(shape: Sequence[int], core: Sequence[int], multiple: Sequence[int]
     return list(itertools.product(*per_axis))
 
 
-def _run(network: nn.Module, array: np.ndarray, device: torch.device, amp: bool) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(array))[None].to(device)
-    x = x.contiguous(memory_format=memory_format(network_config(network).spatial_dims))
-    with torch.inference_mode():
-        if amp and device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.float16):
-                y = network(x)
-        else:
-            y = network(x)
-    return y[0].float().cpu().numpy()
-
-
-def predict_padded(network: nn.Module, padded: np.ndarray, tile: Sequence[int] | None, device: torch.device,
-                   amp: bool = False, progress=None) -> np.ndarray:
-    """Predict a padded channels-first array whole (``tile=None``) or tile by tile."""
-    config = network_config(network)
+def predict_padded(engine: Engine, padded: np.ndarray, tile: Sequence[int] | None, progress=None) -> np.ndarray:
+    """Predict a padded channels-first array whole (``tile=None``) or tile by tile with ``engine``
+    (any backend, :mod:`~virtualstain.inference.engines`)."""
+    config = engine.config
     spatial = padded.shape[1:]
     if tile is None or all(t >= n for t, n in zip(tile, spatial)):
-        return _run(network, padded, device, amp)
+        return engine(padded)
     tiles = tiles_for(spatial, config, tile)
     k = output_scale(config)
     out = np.empty((config.out_channels, *(n * f for n, f in zip(spatial, k))), np.float32)
     for bounds in tiles:
         window = (slice(None),) + tuple(slice(w0, w1) for w0, w1, _, _ in bounds)
-        pred = _run(network, padded[window], device, amp)
+        pred = engine(np.ascontiguousarray(padded[window]))
         inner = (slice(None),) + tuple(slice(f * (c0 - w0), f * (c1 - w0)) for (w0, _, c0, c1), f in zip(bounds, k))
         dest = (slice(None),) + tuple(slice(f * c0, f * c1) for (_, _, c0, c1), f in zip(bounds, k))
         out[dest] = pred[inner]

@@ -181,6 +181,8 @@ class ModelBundle:
     created: str = ""
     package_version: str = __version__
     _inference: dict = field(default_factory=dict, repr=False, compare=False)
+    #: Runners built for this model by :mod:`virtualstain.inference` (engines per backend, the backend choice).
+    runners: dict = field(default_factory=dict, repr=False, compare=False)
 
     def inference_network(self, device: torch.device) -> torch.nn.Module:
         """The network prepared for fast inference on ``device`` (folded batch norm, channels-last), cached."""
@@ -230,7 +232,7 @@ def save_bundle(bundle: ModelBundle, folder: str | os.PathLike) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.part-"))
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in bundle.network.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt", "virtualstain": __version__})
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})  # one key: safetensors orders keys at random
         digest = _sha256(tmp / WEIGHTS)
         meta = bundle.to_json()
         meta["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -281,6 +283,10 @@ def load_bundle(folder: str | os.PathLike, device: str | torch.device = "cpu") -
         Missing or damaged bundle (edited or ill-typed ``model.json``, unusable normalisation, NaN
         weights), checksum mismatch, newer format.
     """
+    from .bundle_archive import extract_bundle, is_archive  # a .zip: a Model Zoo package from export_bmz
+
+    if is_archive(folder):
+        folder = extract_bundle(folder)
     meta = read_meta(folder)
     folder = bundle_folder(folder)
     meta_path = folder / META

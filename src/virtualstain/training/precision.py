@@ -8,21 +8,10 @@ slower than fp32. On CUDA GPUs bf16 is used where supported, fp16 (with loss sca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-#: /proc/cpuinfo flags of native bfloat16 arithmetic (x86-64).
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this CPU advertises native bfloat16 arithmetic (Linux; False where the flags are unreadable)."""
-    try:
-        words = set(cpuinfo.read_text(encoding="utf-8", errors="replace").split())
-    except OSError:
-        return False
-    return any(flag in words for flag in BF16_CPU_FLAGS)
+from .._hardware import cpu_has_native_bf16
 
 
 @dataclass(frozen=True)

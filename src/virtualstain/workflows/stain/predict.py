@@ -15,6 +15,7 @@ from ...data.acquisition import Acquisition
 from ...data.io import channels_first_by_axes, output_path, read_image, write_tiff
 from ...data.samples import load_input
 from ...errors import UserError
+from ...inference.backend_choice import last_choice
 from ...inference.options import PredictOptions
 from ...inference.predict import pick_device, predict
 from ...models.bundle import ModelBundle, load_bundle
@@ -203,8 +204,10 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
         px = meta.pixel_size_um
         pred = predict(bundle, image, opts, source=";".join(map(str, group)), pixel_size_um=px,
                        acquisition=Acquisition.from_description(meta.description))
+        choice = last_choice(bundle)
+        engine = {"engine": str(choice.spec)} if choice else {}  # provenance; not part of the recipe
         done.append(write_prediction(dest, bundle, pred, source=source, pixel_size_um=px,
-                                     composite_of=image if composite else None, recipe=recipe.description()))
+                                     composite_of=image if composite else None, recipe={**recipe.description(), **engine}))
     return done
 
 
