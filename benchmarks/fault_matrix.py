@@ -224,6 +224,23 @@ def _cases(f: dict[str, Path], out: Path) -> list[Case]:
                                                     "--minutes-per-fraction", "-1"]),
         Case("demo", "--data missing", ["demo", "--out", f"{o}/d", "--data", f"{o}/nothing"]),
         Case("info", "weights missing", ["info", str(f["model"].parent / "nothing")]),
+        Case("predict", "--precision fp16 on a CPU", ["predict", s["model"], s["img"], "--out", f"{o}/pf",
+                                                      "--backend", "torch", "--precision", "fp16"]),
+        Case("predict", "--max-deviation 2", ["predict", s["model"], s["img"], "--out", f"{o}/pm",
+                                              "--max-deviation", "2"]),
+        Case("predict", "--backend onnxruntime --precision bf16", ["predict", s["model"], s["img"], "--out",
+                                                                   f"{o}/po", "--backend", "onnxruntime",
+                                                                   "--precision", "bf16"]),
+        Case("export", "--out of the wrong kind", ["export", s["model"], "--format", "onnx", "--out", f"{o}/m.zip"]),
+        Case("export", "not a bundle", ["export", str(f["img"].parent), "--format", "onnx", "--out", f"{o}/m.onnx"]),
+        Case("export", "ok onnx", ["export", s["model"], "--format", "onnx", "--out", f"{o}/ok.onnx"], expect=0),
+        Case("watch", "inbox missing", ["watch", s["model"], f"{o}/no_inbox", "--out", f"{o}/w", "--once"]),
+        Case("watch", "--out is the inbox", ["watch", s["model"], str(f["img"].parent), "--out",
+                                             str(f["img"].parent), "--once"]),
+        Case("watch", "--settle -1", ["watch", s["model"], str(f["img"].parent), "--out", f"{o}/w2", "--settle",
+                                      "-1", "--once"]),
+        Case("watch", "ok, bad files skipped", ["watch", s["model"], str(f["img"].parent), "--out", f"{o}/w3",
+                                                "--once", "--settle", "0.05"], expect=0),
     ]
     return cases
 

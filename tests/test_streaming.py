@@ -42,15 +42,20 @@ def test_reading_computing_and_writing_overlap():
     assert "frames/s sustained" in report.summary()[0]
 
 
-def test_a_frame_that_cannot_be_read_is_skipped_and_the_rest_go_on():
+def test_a_frame_that_cannot_be_read_or_predicted_is_skipped_and_the_rest_go_on():
     def read(i):
         if i == 1:
             raise UserError("frame 1: damaged")
-        return f"f{i}", np.zeros((1, 2, 2), np.float32), None
+        return f"f{i}", np.zeros((3 if i == 3 else 1, 2, 2), np.float32), None
+
+    def compute(array, _):
+        if array.shape[0] != 1:
+            raise UserError("3 channels, the model takes 1")
+        return array
 
     out = []
-    report = run_stream(range(3), read, lambda a, _: a, lambda name, p, _: out.append(name))
-    assert out == ["f0", "f2"] and report.skipped == [("1", "frame 1: damaged")]
+    report = run_stream(range(4), read, compute, lambda name, p, _: out.append(name))
+    assert out == ["f0", "f2"] and report.skipped == [("1", "frame 1: damaged"), ("f3", "3 channels, the model takes 1")]
 
 
 def test_a_failing_writer_stops_the_stream_with_its_error():
@@ -107,11 +112,14 @@ def test_watch_predicts_skips_bad_files_and_a_restart_skips_what_is_done(trained
     for i in range(3):
         tifffile.imwrite(inbox / f"t{i}.tif", rng.random((40, 48)).astype(np.float32))
     (inbox / "broken.tif").write_bytes(b"II*\x00garbage")
+    (inbox / "empty.tif").write_bytes(b"")  # stays empty: read once settled, reported, not waited for forever
+    tifffile.imwrite(inbox / "rgb.tif", rng.random((3, 40, 48)).astype(np.float32))  # channels the model lacks
+    (inbox / "folder.tif").mkdir()
     lines: list[str] = []
     settings = WatchSettings(poll_s=0.05, settle_s=0.1, once=True)
     report = watch_folder(trained_run.model_dir, inbox, out, settings=settings, log=lines.append)
     assert sorted(p.name for p in out.glob("*.tif")) == ["t0.tif", "t1.tif", "t2.tif"]
-    assert [name for name, _ in report.skipped] == [str(inbox / "broken.tif")]
+    assert sorted(name for name, _ in report.skipped) == [str(inbox / "broken.tif"), str(inbox / "empty.tif"), "rgb.tif"]
     assert any(line.startswith(f"skipped {inbox / 'broken.tif'}:") for line in lines)
     assert any("frames/s sustained" in line for line in lines) and any(line.startswith("overlapping: ") for line in lines)
     lines.clear()

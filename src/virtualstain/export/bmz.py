@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -52,7 +51,7 @@ from ..data.normalization import Normalizer
 from ..errors import UserError
 from ..models.bundle import CHECKSUM, META, WEIGHTS, ModelBundle, load_bundle, save_bundle
 from ..models.bundle_archive import extract_bundle, is_archive
-from ..models.bundle_meta import bundle_folder, seal
+from ..models.bundle_meta import bundle_folder, file_sha256, seal
 
 __all__ = ["CODE_LICENSE", "DEFAULT_LICENSE", "export_bmz", "expected_output", "min_input_size", "preprocess"]
 
@@ -341,7 +340,7 @@ def _attach_bundle(bundle: ModelBundle, folder: Path, source: Path | None) -> Pa
             if (source / name).is_file():
                 shutil.copyfile(source / name, target / name)
         digest = json.loads((target / META).read_text(encoding="utf-8")).get("weights_sha256")
-        if digest != bundle.weights_sha256 or _sha256(target / WEIGHTS) != digest:
+        if digest != bundle.weights_sha256 or file_sha256(target / WEIGHTS) != digest:
             raise UserError(f"{source}: the bundle changed while it was exported; export it again")
         return target
     copy = dataclasses.replace(bundle)
@@ -353,12 +352,6 @@ def _attach_bundle(bundle: ModelBundle, folder: Path, source: Path | None) -> Pa
     return target
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _descr_name(bundle: ModelBundle) -> str:
@@ -464,6 +457,13 @@ def export_bmz(bundle: ModelBundle | str | os.PathLike, out: str | os.PathLike, 
                                                     halo=halo[i])
             return v0_5.SpaceOutputAxis(id=v0_5.AxisId(axis), unit=unit, scale=scale, size=size)
 
+        def tensor_fields(tensor: str, description: str, names: list[str], output: bool) -> dict:
+            """The fields the input and the output tensor descriptions share."""
+            return {"id": v0_5.TensorId(tensor), "description": description, "data": float32,
+                    "axes": [v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=[str(n) for n in names]),
+                             *[space_axis(a, i, output) for i, a in enumerate(spatial)]],
+                    "test_tensor": v0_5.FileDescr(source=Path(f"test_{tensor}.npy"))}
+
         channel = v0_5.AxisId("channel")
         space_ids = [v0_5.AxisId(a) for a in spatial]
         preprocessing: list = []
@@ -520,22 +520,12 @@ def export_bmz(bundle: ModelBundle | str | os.PathLike, out: str | os.PathLike, 
                     attachments=[v0_5.FileDescr(source=Path("bundle") / f) for f in (META, WEIGHTS, CHECKSUM)],
                     timestamp=v0_5.Datetime(_dt.datetime.now(_dt.timezone.utc)),
                     inputs=[v0_5.InputTensorDescr(
-                        id=v0_5.TensorId("input"),
-                        description="label-free input in its raw units (normalised by the preprocessing)",
-                        axes=[v0_5.BatchAxis(),
-                              v0_5.ChannelAxis(channel_names=[str(n) for n in bundle.input_channel_names]),
-                              *[space_axis(a, i, False) for i, a in enumerate(spatial)]],
-                        test_tensor=v0_5.FileDescr(source=Path("test_input.npy")),
-                        data=float32,
+                        **tensor_fields("input", "label-free input in its raw units (normalised by the preprocessing)",
+                                        bundle.input_channel_names, False),
                         preprocessing=preprocessing)],
                     outputs=[v0_5.OutputTensorDescr(
-                        id=v0_5.TensorId("output"),
-                        description="predicted stain in the training targets' units",
-                        axes=[v0_5.BatchAxis(),
-                              v0_5.ChannelAxis(channel_names=[str(n) for n in bundle.output_channel_names]),
-                              *[space_axis(a, i, True) for i, a in enumerate(spatial)]],
-                        test_tensor=v0_5.FileDescr(source=Path("test_output.npy")),
-                        data=float32,
+                        **tensor_fields("output", "predicted stain in the training targets' units",
+                                        bundle.output_channel_names, True),
                         postprocessing=postprocessing)],
                     weights=v0_5.WeightsDescr(
                         onnx=v0_5.OnnxWeightsDescr(source=Path("weights.onnx"), opset_version=OPSET,

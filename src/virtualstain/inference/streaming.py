@@ -3,9 +3,10 @@
 The reader thread pulls frames from a source (files appearing in a folder, a camera, a list) and reads them;
 the calling thread predicts; the writer thread hands each prediction to ``write``. Each queue holds at most
 ``queue_size`` frames, so a slow writer or network holds the reader back instead of filling memory. A frame
-whose reading fails with a :class:`~virtualstain.errors.UserError` (a damaged file, the wrong shape) is
-reported and skipped; Ctrl-C stops reading at once, lets the writer finish the frame it is writing (writers
-write under a temporary name and rename, so nothing is half-written) and raises :class:`Interrupted`.
+whose reading or prediction fails with a :class:`~virtualstain.errors.UserError` (a damaged file, channels or a
+size the model cannot take) is reported and skipped; Ctrl-C stops reading at once, lets the writer finish the
+frame it is writing (writers write under a temporary name and rename, so nothing is half-written) and raises
+:class:`Interrupted`.
 
 Every frame's stage intervals are kept (:class:`FrameTiming`), so the report can show that the stages
 overlap: the time during which two stages ran at once, and the sustained frames per second.
@@ -115,7 +116,7 @@ def run_stream(source: Iterable, read: Callable[[object], tuple[str, np.ndarray,
         ``item → (name, array, context)``, or None to pass the item over silently; a :class:`UserError` skips the
         item (reported to ``on_skip``).
     compute : callable
-        ``(array, context) → prediction``.
+        ``(array, context) → prediction``; a :class:`UserError` skips the frame (reported to ``on_skip``).
     write : callable
         ``(name, prediction, context) → None``; should write atomically.
     queue_size : int
@@ -206,7 +207,13 @@ def run_stream(source: Iterable, read: Callable[[object], tuple[str, np.ndarray,
                 break
             timing, array, context = item
             t0 = now()
-            prediction = compute(array, context)
+            try:
+                prediction = compute(array, context)
+            except UserError as exc:  # this frame does not suit the model (channels, size, pixel size): skip it
+                report.skipped.append((timing.name, str(exc)))
+                if on_skip is not None:
+                    on_skip(timing.name, str(exc))
+                continue
             timing.compute = (t0, now())
             if not put(to_write, (timing, prediction, context)):
                 break

@@ -27,7 +27,6 @@ Format 1 (virtualstain 0.1.0) stored the network as ``unet``, a U-Net configurat
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
@@ -42,7 +41,17 @@ from .._version import __version__
 from ..data.acquisition import Acquisition
 from ..data.normalization import Normalizer
 from ..errors import UserError
-from .bundle_meta import CHECKSUM, FORMAT_VERSION, META, META_HASH_KEY, WEIGHTS, bundle_folder, read_meta, seal
+from .bundle_meta import (
+    CHECKSUM,
+    FORMAT_VERSION,
+    META,
+    META_HASH_KEY,
+    WEIGHTS,
+    bundle_folder,
+    file_sha256,
+    read_meta,
+    seal,
+)
 from .configs import NetworkConfig, SRCNNConfig, UNetConfig, config_from_dict
 from .inference import network_config, prepare_for_inference
 from .receptive_field import receptive_field, tiling_margin
@@ -55,12 +64,6 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -233,7 +236,7 @@ def save_bundle(bundle: ModelBundle, folder: str | os.PathLike) -> Path:
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in bundle.network.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})  # one key: safetensors orders keys at random
-        digest = _sha256(tmp / WEIGHTS)
+        digest = file_sha256(tmp / WEIGHTS)
         meta = bundle.to_json()
         meta["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         meta["weights_sha256"] = digest
@@ -293,7 +296,7 @@ def load_bundle(folder: str | os.PathLike, device: str | torch.device = "cpu") -
     weights = folder / WEIGHTS
     if not weights.exists():
         raise UserError(f"{folder}: {WEIGHTS} is missing; the bundle is incomplete — copy the whole folder")
-    digest = _sha256(weights)
+    digest = file_sha256(weights)
     expected = meta.get("weights_sha256")
     checksum_file = folder / CHECKSUM
     if checksum_file.exists():

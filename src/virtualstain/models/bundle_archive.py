@@ -12,7 +12,6 @@ extraction never leaves a half-written bundle; the bundle is then loaded by the 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from .._cache import cache_dir
 from ..errors import UserError
-from .bundle_meta import CHECKSUM, META, WEIGHTS
+from .bundle_meta import CHECKSUM, META, WEIGHTS, file_sha256
 
 __all__ = ["BUNDLE_FILES", "extract_bundle", "is_archive", "unsafe_member"]
 
@@ -52,12 +51,6 @@ def unsafe_member(name: str) -> bool:
     return ".." in text.split("/")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _bundle_members(archive: zipfile.ZipFile, path: Path) -> dict[str, zipfile.ZipInfo]:
@@ -100,7 +93,7 @@ def extract_bundle(path: str | os.PathLike) -> Path:
         raise UserError(f"{path}: model package not found; give the .zip written by export_bmz or the bundle folder "
                         "RUN/model")
     try:
-        digest = _sha256(path)
+        digest = file_sha256(path)
     except OSError as exc:
         raise UserError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
     target = cache_dir() / "bmz" / digest

@@ -24,6 +24,15 @@ CHECKSUM = "weights.sha256"
 META_HASH_KEY = "model_json_sha256"
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def meta_sha256(meta: dict) -> str:
     """SHA-256 of ``meta`` without :data:`META_HASH_KEY`, in canonical JSON (sorted keys, compact, UTF-8)."""
     body = {k: v for k, v in meta.items() if k != META_HASH_KEY}

@@ -93,11 +93,13 @@ def complete_files(inbox: Path, settings: WatchSettings, clock: Callable[[], flo
                 st = path.stat()
             except OSError:  # renamed or deleted between listing and looking
                 continue
+            if not path.is_file():  # a folder named like an image
+                continue
             sig = (st.st_size, st.st_mtime_ns)
             if done.get(path) == sig:
                 continue
             seen = looked.get(path)
-            if seen is None or seen[0] != sig or st.st_size == 0:
+            if seen is None or seen[0] != sig:
                 looked[path] = (sig, now)
                 waiting = True
                 continue
