@@ -72,6 +72,8 @@ def train(manifest: str, out: str, config_path: str | None, max_minutes: float |
 @click.option("--tile-size", type=int, default=None, help="Tile core in px (0 = whole image; default from memory).")
 @click.option("--input-channels", help="Channels/planes of each input to use, e.g. 0,3 (default: as trained).")
 @click.option("--tta", is_flag=True, help="Average over flips and 90° rotations.")
+@click.option("--no-rescale", is_flag=True, help="Refuse images of another pixel size than the model's instead of "
+              "resampling them to it (and the prediction back).")
 @click.option("--overwrite", is_flag=True, help="Redo outputs that already exist.")
 @click.option("--composite", is_flag=True, help="Also write a colour PNG of input and predicted stains.")
 @click.option("--device", help="cpu, cuda, cuda:1… (default: CUDA if available).")
@@ -93,7 +95,8 @@ def train(manifest: str, out: str, config_path: str | None, max_minutes: float |
               "(--tile-size px, default 256).")
 @click.option("--blend-overlap", type=int, default=32, show_default=True, help="Overlap of blended windows, px.")
 def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None, input_channels: str | None,
-            tta: bool, overwrite: bool, composite: bool, device: str | None, backend: str, precision: str,
+            tta: bool, no_rescale: bool, overwrite: bool, composite: bool, device: str | None, backend: str,
+            precision: str,
             max_deviation: float, explain: bool, memory_mb: float | None, match_brightness: bool,
             border: Literal["mirror", "none"], stitch: Literal["exact", "blend"], blend_overlap: int) -> None:
     """Predict stains for INPUTS with the bundle MODEL; outputs keep the inputs' names."""
@@ -102,8 +105,9 @@ def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None
     from .models.bundle import load_bundle
     from .workflows.stain.predict import predict_files
 
-    options = PredictOptions(tile_size=tile_size, tta=tta, device=device, memory_budget_mb=memory_mb, backend=backend,
-                             precision=precision, max_deviation=max_deviation, match_brightness=match_brightness,
+    options = PredictOptions(tile_size=tile_size, tta=tta, rescale=not no_rescale, device=device,
+                             memory_budget_mb=memory_mb, backend=backend, precision=precision,
+                             max_deviation=max_deviation, match_brightness=match_brightness,
                              border=border, stitch=stitch, blend_overlap=blend_overlap, progress=sys.stderr.isatty())
     bundle = load_bundle(model)
     written = predict_files(bundle, inputs, out, options, input_channels=_channels(input_channels),
@@ -306,19 +310,21 @@ def track(labels: tuple[str, ...], out: str, max_distance_px: float | None, gap_
 @click.option("--device", help="cpu, cuda, cuda:1… (default: CUDA if available).")
 @click.option("--tile-size", type=int, default=None, help="Tile core in px (0 = whole image; default from memory).")
 @click.option("--tta", is_flag=True, help="Average over flips and 90° rotations (8× the work).")
+@click.option("--no-rescale", is_flag=True, help="Refuse images of another pixel size instead of resampling them.")
 @click.option("--poll", "poll_s", type=float, default=0.2, show_default=True, help="Seconds between looks at INBOX.")
 @click.option("--settle", "settle_s", type=float, default=0.5, show_default=True,
               help="A file must keep its size this many seconds before it is read.")
 @click.option("--once", is_flag=True, help="Predict what is complete in INBOX now, then stop.")
 @click.option("--idle-exit", "idle_exit_s", type=float, help="Stop after this many seconds without a new file.")
 def watch(model: str, inbox: str, out: str, backend: str, precision: str, max_deviation: float, device: str | None,
-          tile_size: int | None, tta: bool, poll_s: float, settle_s: float, once: bool, idle_exit_s: float | None) -> None:
+          tile_size: int | None, tta: bool, no_rescale: bool, poll_s: float, settle_s: float, once: bool,
+          idle_exit_s: float | None) -> None:
     """Predict each image file as it appears in INBOX (a running acquisition); Ctrl-C stops."""
     from .inference.options import PredictOptions
     from .workflows.stain.watch import WatchSettings, watch_folder
 
-    options = PredictOptions(tile_size=tile_size, tta=tta, device=device, backend=backend, precision=precision,
-                             max_deviation=max_deviation)
+    options = PredictOptions(tile_size=tile_size, tta=tta, rescale=not no_rescale, device=device, backend=backend,
+                             precision=precision, max_deviation=max_deviation)
     watch_folder(model, inbox, out, options, WatchSettings(poll_s=poll_s, settle_s=settle_s, once=once,
                                                            idle_exit_s=idle_exit_s), log=click.echo)
 

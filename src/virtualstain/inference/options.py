@@ -39,6 +39,9 @@ class PredictOptions:
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
     memory_budget_mb : float, optional
         Memory for one tile (default 1024 MB on CPU, half the free GPU memory on CUDA).
+    rescale : bool
+        An image whose pixel size differs from the model's is resampled to the model's grid and the prediction
+        back (:mod:`~virtualstain.inference.rescale`, at most 4× either way); False refuses it instead.
     backend : {"torch", "auto", "onnxruntime", "openvino"}
         Which engine runs the network. ``"torch"`` with ``precision="fp32"`` (the default here) is the reference;
         ``"auto"`` (the command line's default) measures every installed engine on a probe tile and takes the
@@ -71,6 +74,7 @@ class PredictOptions:
     tta: bool = False
     device: str | None = None
     memory_budget_mb: float | None = None
+    rescale: bool = True
     backend: str = "torch"
     precision: str = "fp32"
     max_deviation: float = MAX_DEVIATION

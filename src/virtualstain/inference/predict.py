@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.acquisition import TOLERANCE, Acquisition
+from ..data.acquisition import Acquisition
 from ..data.io import as_float32
 from ..errors import UserError
 from ..models.bundle import ModelBundle
@@ -19,6 +19,7 @@ from ..models.receptive_field import tiling_margin
 from .backend_choice import choose_engine
 from .blending import count_windows, predict_blended
 from .options import BLEND_TILE_PX, PredictOptions
+from .rescale import model_grid_shape, resample_lateral, rescale_factor
 from .tiling import (
     DEFAULT_CPU_BUDGET_MB,
     apply_transform,
@@ -32,8 +33,6 @@ from .tiling import (
     predict_padded,
     tiles_for,
 )
-
-PIXEL_SIZE_TOLERANCE = TOLERANCE
 
 
 def available_devices() -> list[str]:
@@ -146,9 +145,8 @@ def tile_overhead(config, padded_spatial: Sequence[int], tile: Sequence[int] | N
     return windows / math.prod(padded_spatial) - 1.0
 
 
-def check_input(bundle: ModelBundle, image: np.ndarray, source: str, pixel_size_um: float | None = None,
-                acquisition: Acquisition | None = None) -> None:
-    """Check channels, size, pixel size and acquisition of a channels-first image against the model.
+def check_input(bundle: ModelBundle, image: np.ndarray, source: str, acquisition: Acquisition | None = None) -> None:
+    """Check channels, size and acquisition of a channels-first image (on the model's grid) against the model.
 
     ``acquisition`` comes from the image file's metadata: a ``binning`` or ``wavelength_um`` other than
     the training data's is refused (a super-resolution model learns one binning); a ``defocus_um`` or
@@ -172,11 +170,6 @@ def check_input(bundle: ModelBundle, image: np.ndarray, source: str, pixel_size_
     if small:
         raise UserError(f"{source}: image of spatial shape {image.shape[1:]} is smaller than the model's minimum "
                         f"{cfg.size_multiple()}; use a larger field of view")
-    if pixel_size_um and bundle.pixel_size_um:
-        ratio = pixel_size_um / bundle.pixel_size_um
-        if abs(ratio - 1) > PIXEL_SIZE_TOLERANCE:
-            raise UserError(f"{source}: pixel size {pixel_size_um:g} µm but the model was trained at "
-                            f"{bundle.pixel_size_um:g} µm; rescale the image by {ratio:.3g} first, or retrain")
     bundle.acquisition.check_image(acquisition or Acquisition(), source)
 
 
@@ -196,7 +189,8 @@ def predict(bundle: ModelBundle, image: np.ndarray, options: PredictOptions | No
     source : str
         Name used in error messages.
     pixel_size_um : float, optional
-        The image's pixel size, checked against the model's.
+        The image's pixel size (µm). When it differs from the model's, the image is resampled to the model's grid
+        and the prediction back (:mod:`~virtualstain.inference.rescale`; ``rescale=False`` refuses instead).
     acquisition : Acquisition, optional
         The image file's acquisition metadata (binning, wavelength, defocus…), checked by :func:`check_input`.
     **option_changes
@@ -210,9 +204,13 @@ def predict(bundle: ModelBundle, image: np.ndarray, options: PredictOptions | No
     """
     opts = (options or PredictOptions()).replace(**option_changes)
     image = as_float32(np.asarray(image), source)
-    check_input(bundle, image, source, pixel_size_um, acquisition)
+    factor = rescale_factor(pixel_size_um, bundle.pixel_size_um, opts.rescale, source, bundle.config.scale > 1)
+    original = image.shape[-2:]
+    if factor is not None and image.ndim == bundle.config.spatial_dims + 1:
+        image = resample_lateral(image, model_grid_shape(original, factor))
+    check_input(bundle, image, source, acquisition)
     try:
-        return _predict(bundle, image, opts, source)
+        prediction = _predict(bundle, image, opts, source)
     except MemoryError:
         raise _out_of_memory(source, image, opts) from None
     except RuntimeError as exc:  # torch: "DefaultCPUAllocator: can't allocate memory", torch.OutOfMemoryError on CUDA
@@ -220,6 +218,10 @@ def predict(bundle: ModelBundle, image: np.ndarray, options: PredictOptions | No
         if isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in text or "out of memory" in text:
             raise _out_of_memory(source, image, opts) from None
         raise
+    if factor is None:
+        return prediction
+    k = bundle.config.scale
+    return resample_lateral(prediction, (original[0] * k, original[1] * k))
 
 
 def _out_of_memory(source: str, image: np.ndarray, opts: PredictOptions) -> UserError:

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..._atomic import atomic_path, ensure_writable_dir, refuse_overwriting_inputs, remove_stale_parts
-from ...data.acquisition import Acquisition
+from ...data.acquisition import TOLERANCE, Acquisition
 from ...data.io import channels_first_by_axes, output_path, read_image, write_tiff
 from ...data.samples import load_input
 from ...errors import UserError
@@ -206,9 +206,17 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
                        acquisition=Acquisition.from_description(meta.description))
         choice = last_choice(bundle)
         engine = {"engine": str(choice.spec)} if choice else {}  # provenance; not part of the recipe
+        engine.update(rescaled_note(bundle, px))
         done.append(write_prediction(dest, bundle, pred, source=source, pixel_size_um=px,
                                      composite_of=image if composite else None, recipe={**recipe.description(), **engine}))
     return done
+
+
+def rescaled_note(bundle: ModelBundle, pixel_size_um: float | None) -> dict:
+    """``{"rescaled_from_um": image px, "model_pixel_size_um": …}`` when the image was resampled to the model's grid."""
+    if pixel_size_um and bundle.pixel_size_um and abs(pixel_size_um / bundle.pixel_size_um - 1) > TOLERANCE:
+        return {"rescaled_from_um": pixel_size_um, "model_pixel_size_um": bundle.pixel_size_um}
+    return {}
 
 
 def write_prediction(dest: Path, bundle: ModelBundle, prediction: np.ndarray, *, source: str,

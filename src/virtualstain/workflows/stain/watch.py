@@ -26,7 +26,7 @@ from ...inference.options import PredictOptions
 from ...inference.predict import predict
 from ...inference.streaming import FrameTiming, StreamReport, run_stream
 from ...models.bundle import ModelBundle, load_bundle
-from .predict import _expected_shape, _Recipe, _stitch, _up_to_date, write_prediction
+from .predict import _expected_shape, _Recipe, _stitch, _up_to_date, rescaled_note, write_prediction
 
 #: Image files the watcher picks up (case-insensitive).
 IMAGE_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
@@ -171,6 +171,7 @@ def watch_folder(model: ModelBundle | str | os.PathLike, inbox: str | os.PathLik
         _, dest, recipe, meta = context
         choice = last_choice(bundle)
         engine = {"engine": str(choice.spec)} if choice else {}
+        engine.update(rescaled_note(bundle, meta.pixel_size_um))
         write_prediction(dest, bundle, prediction, source=name, pixel_size_um=meta.pixel_size_um,
                          recipe={**recipe.description(), **engine})
 
