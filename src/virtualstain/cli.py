@@ -110,6 +110,16 @@ def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None
                              max_deviation=max_deviation, match_brightness=match_brightness,
                              border=border, stitch=stitch, blend_overlap=blend_overlap, progress=sys.stderr.isatty())
     bundle = load_bundle(model)
+    from .data.ome_zarr import is_ome_zarr, split_position
+
+    if any(is_ome_zarr(split_position(p)[0]) for p in inputs):
+        if len(inputs) != 1:
+            raise UserError("give one OME-Zarr plate (or position) at a time; its predictions go to the plate --out")
+        from .workflows.stain.predict_plate import predict_plate
+
+        written_positions = predict_plate(bundle, inputs[0], out, options, log=click.echo)
+        click.echo(f"{len(written_positions)} position(s) predicted into {out}")
+        return
     written = predict_files(bundle, inputs, out, options, input_channels=_channels(input_channels),
                             overwrite=overwrite, composite=composite)
     choice = last_choice(bundle)
@@ -327,6 +337,22 @@ def watch(model: str, inbox: str, out: str, backend: str, precision: str, max_de
                              precision=precision, max_deviation=max_deviation)
     watch_folder(model, inbox, out, options, WatchSettings(poll_s=poll_s, settle_s=settle_s, once=once,
                                                            idle_exit_s=idle_exit_s), log=click.echo)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="The new plate, e.g. plate.zarr.")
+def convert(files: tuple[str, ...], out: str) -> None:
+    """Write image FILES into an OME-Zarr plate (one position per file; wells from names like B03)."""
+    from ._atomic import refuse_overwriting_inputs
+    from .data.ome_zarr import convert_tiffs
+
+    if not out.rstrip("/").endswith(".zarr"):
+        raise UserError(f"{out}: --out must end in .zarr (an OME-Zarr plate is written); e.g. --out plate.zarr")
+    refuse_overwriting_inputs([Path(out)], [Path(f) for f in files])
+    positions = convert_tiffs(list(files), out)
+    click.echo(f"{len(positions)} position(s) in {out}: " + ", ".join(p.path for p in positions[:8])
+               + (" …" if len(positions) > 8 else ""))
 
 
 @cli.command("export")
