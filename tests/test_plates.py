@@ -63,7 +63,7 @@ def test_a_rerun_predicts_only_the_missing_positions(trained_run, tiffs, tmp_pat
     capsys.readouterr()
     assert main(cmd) == 0
     out = capsys.readouterr().out
-    assert "C/10/0: 1 frame(s) predicted" in out and "2 position(s) already predicted" in out
+    assert "C/10/0: 1 frame(s) in " in out and "2 position(s) already predicted" in out
     assert not (pred / "C" / "10" / ".0.part").exists() and len(plate_positions(pred)) == 3
 
 
@@ -76,3 +76,21 @@ def test_plate_refusals_name_the_fix(trained_run, tiffs, tmp_path, capsys):
     assert "--out must end in .zarr" in capsys.readouterr().err
     assert position_for_file("img_H12_w1.tif", 0) == Position("H", "12", "0")
     assert position_for_file("field.tif", 4) == Position("A", "5", "0")
+
+
+def test_two_dask_workers_predict_the_plate_as_one_process_does(trained_run, tiffs, tmp_path):
+    pytest.importorskip("distributed")
+    from virtualstain.workflows.stain.predict_plate import predict_plate
+
+    plate = tmp_path / "plate.zarr"
+    assert main(["convert", *map(str, tiffs), "--out", str(plate)]) == 0
+    lines: list[str] = []
+    local = predict_plate(trained_run.model_dir, plate, tmp_path / "one.zarr", workers=0, log=lines.append)
+    spread = predict_plate(trained_run.model_dir, plate, tmp_path / "two.zarr", workers=2, log=lines.append)
+    assert sorted(local) == sorted(spread) == ["B/3/0", "B/3/1", "C/10/0"]
+    assert any("on a local dask cluster of 2 worker(s)" in line for line in lines)
+    for position in plate_positions(tmp_path / "one.zarr"):
+        a = read_position(tmp_path / "one.zarr", position).array
+        b = read_position(tmp_path / "two.zarr", position).array
+        assert np.abs(a - b).max() <= 1e-5 * float(np.ptp(a))
+    assert predict_plate(trained_run.model_dir, plate, tmp_path / "two.zarr", workers=2, log=lines.append) == []

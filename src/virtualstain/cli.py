@@ -85,6 +85,9 @@ def train(manifest: str, out: str, config_path: str | None, max_minutes: float |
 @click.option("--max-deviation", type=float, default=1e-3, show_default=True,
               help="Largest deviation from fp32 torch (fraction of the output range) that auto accepts.")
 @click.option("--explain", is_flag=True, help="Print every engine measured for --backend auto and why one was chosen.")
+@click.option("--workers", type=int, help="OME-Zarr plates: a local dask cluster of this many workers (default: this "
+              "process, torch on every core).")
+@click.option("--scheduler", help="OME-Zarr plates: address of an existing dask scheduler (e.g. tcp://host:8786).")
 @click.option("--memory-mb", type=float, help="Memory budget per tile in MB.")
 @click.option("--match-brightness", is_flag=True, help="Scale each input to the training inputs' mean grey level "
               "(DL-SRQPI brightness correction; other lamp power, exposure or gain).")
@@ -96,9 +99,9 @@ def train(manifest: str, out: str, config_path: str | None, max_minutes: float |
 @click.option("--blend-overlap", type=int, default=32, show_default=True, help="Overlap of blended windows, px.")
 def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None, input_channels: str | None,
             tta: bool, no_rescale: bool, overwrite: bool, composite: bool, device: str | None, backend: str,
-            precision: str,
-            max_deviation: float, explain: bool, memory_mb: float | None, match_brightness: bool,
-            border: Literal["mirror", "none"], stitch: Literal["exact", "blend"], blend_overlap: int) -> None:
+            precision: str, max_deviation: float, explain: bool, workers: int | None, scheduler: str | None,
+            memory_mb: float | None, match_brightness: bool, border: Literal["mirror", "none"],
+            stitch: Literal["exact", "blend"], blend_overlap: int) -> None:
     """Predict stains for INPUTS with the bundle MODEL; outputs keep the inputs' names."""
     from .inference.backend_choice import last_choice
     from .inference.options import PredictOptions
@@ -117,7 +120,8 @@ def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None
             raise UserError("give one OME-Zarr plate (or position) at a time; its predictions go to the plate --out")
         from .workflows.stain.predict_plate import predict_plate
 
-        written_positions = predict_plate(bundle, inputs[0], out, options, log=click.echo)
+        written_positions = predict_plate(model, inputs[0], out, options, workers=workers, scheduler=scheduler,
+                                          log=click.echo)
         click.echo(f"{len(written_positions)} position(s) predicted into {out}")
         return
     written = predict_files(bundle, inputs, out, options, input_channels=_channels(input_channels),

@@ -114,6 +114,13 @@ def plate_positions(plate: str | os.PathLike) -> list[Position]:
     return sorted(out)
 
 
+def plate_wells(plate: str | os.PathLike) -> list[str]:
+    """The wells (``ROW/COLUMN``) a plate's metadata lists, with or without fields written."""
+    zarr, _ = _zarr()
+    attrs: dict = dict(zarr.open_group(str(plate), mode="r").attrs)
+    return [str(w["path"]) for w in attrs["plate"]["wells"]]
+
+
 def read_position(plate: str | os.PathLike, position: Position) -> PositionImage:
     """The full-resolution ``(T, C, Z, Y, X)`` image of one position, with channel names and pixel sizes.
 
@@ -161,10 +168,20 @@ def create_plate(plate: str | os.PathLike, positions: list[Position], name: str 
 
 
 def write_position(plate: str | os.PathLike, position: Position, image: PositionImage) -> None:
-    """Write one position's image into an existing plate, atomically (temporary group, then rename).
+    """Write one position's image into an existing plate, atomically, and list it in its well.
+
+    Equals :func:`write_position_data` followed by :func:`register_position`; parallel writers call the first
+    on workers and the second in one process, so no two processes edit a well's metadata at once.
+    """
+    write_position_data(plate, position, image)
+    register_position(plate, position)
+
+
+def write_position_data(plate: str | os.PathLike, position: Position, image: PositionImage) -> None:
+    """Write a position's image group under a temporary name in its well, then rename it to the field's name.
 
     Chunks are one (Y, X) plane per time point, channel and plane, so positions and frames can be written and
-    read independently.
+    read independently. The well's field list is not touched (see :func:`register_position`).
     """
     zarr, fmt = _zarr()
     from ome_zarr.writer import write_multiscale
@@ -190,7 +207,12 @@ def write_position(plate: str | os.PathLike, position: Position, image: Position
     if image.attributes:
         group.attrs["virtualstain"] = image.attributes
     os.replace(well_dir / tmp_name, well_dir / position.field)
-    well = root[position.well]
+
+
+def register_position(plate: str | os.PathLike, position: Position) -> None:
+    """List a written position in its well's metadata (the mark that it is complete)."""
+    zarr, fmt = _zarr()
+    well = zarr.open_group(str(plate), mode="r+")[position.well]
     images = [i for i in dict(well.attrs).get("well", {}).get("images", []) if i["path"] != position.field]
     well.attrs["well"] = {"images": sorted(images + [{"path": position.field}], key=lambda i: i["path"]),
                           "version": fmt.version}
