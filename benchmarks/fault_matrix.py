@@ -241,6 +241,19 @@ def _cases(f: dict[str, Path], out: Path) -> list[Case]:
                                       "-1", "--once"]),
         Case("watch", "ok, bad files skipped", ["watch", s["model"], str(f["img"].parent), "--out", f"{o}/w3",
                                                 "--once", "--settle", "0.05"], expect=0),
+        Case("convert", "ok", ["convert", s["img"], "--out", f"{o}/plate.zarr"], expect=0),
+        Case("convert", "--out not .zarr", ["convert", s["img"], "--out", f"{o}/plate.tif"]),
+        Case("convert", "text file", ["convert", s["text"], "--out", f"{o}/plate2.zarr"]),
+        Case("convert", "NaN image", ["convert", s["img"], s["nan"], "--out", f"{o}/plate3.zarr"]),
+        Case("predict plate", "--out is the plate", ["predict", s["model"], f"{o}/plate.zarr", "--out",
+                                                     f"{o}/plate.zarr"]),
+        Case("predict plate", "--workers -1", ["predict", s["model"], f"{o}/plate.zarr", "--out", f"{o}/pp.zarr",
+                                               "--workers", "-1"]),
+        Case("predict plate", "two plates", ["predict", s["model"], f"{o}/plate.zarr", f"{o}/plate.zarr", "--out",
+                                             f"{o}/pp2.zarr"]),
+        Case("predict plate", "missing position", ["predict", s["model"], f"{o}/plate.zarr/B/9/0", "--out",
+                                                   f"{o}/pp3.zarr"]),
+        Case("predict plate", "ok", ["predict", s["model"], f"{o}/plate.zarr", "--out", f"{o}/pp4.zarr"], expect=0),
     ]
     return cases
 

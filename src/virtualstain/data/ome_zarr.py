@@ -248,9 +248,10 @@ def convert_tiffs(files: list[str | os.PathLike], plate: str | os.PathLike) -> l
     Raises
     ------
     UserError
-        No files, a bad file, or files that disagree in channel count.
+        No files, a bad file (unreadable, NaN or infinite values), or files that disagree in channel count;
+        all files are read before anything is written.
     """
-    from .io import read_image, to_channels_first
+    from .io import check_finite, read_image, to_channels_first
 
     if not files:
         raise UserError("no image files given to convert; pass one or more TIFF files")
@@ -260,6 +261,7 @@ def convert_tiffs(files: list[str | os.PathLike], plate: str | os.PathLike) -> l
     for i, path in enumerate(files):
         array, meta = read_image(path)
         data = to_channels_first(np.asarray(array, np.float32), meta, 2, path)
+        check_finite(data, path)
         if images and data.shape[0] != images[0].array.shape[1]:
             raise UserError(f"{path}: {data.shape[0]} channel(s) but {files[0]} has {images[0].array.shape[1]}; a plate "
                             "holds one channel layout — convert such files into separate plates")
