@@ -94,3 +94,17 @@ def test_two_dask_workers_predict_the_plate_as_one_process_does(trained_run, tif
         b = read_position(tmp_path / "two.zarr", position).array
         assert np.abs(a - b).max() <= 1e-5 * float(np.ptp(a))
     assert predict_plate(trained_run.model_dir, plate, tmp_path / "two.zarr", workers=2, log=lines.append) == []
+
+
+def test_a_position_reads_wherever_a_file_does(trained_run, tiffs, tmp_path):
+    from virtualstain.workflows.stain.predict import predict_files
+
+    plate = tmp_path / "exp.zarr"
+    assert main(["convert", *map(str, tiffs), "--out", str(plate)]) == 0
+    array, meta = read_image(plate / "B" / "3" / "1")
+    assert meta.axes == "CYX" and meta.channel_names == ["bf"] and meta.pixel_size_um == 0.5
+    assert np.array_equal(array, read_image(tiffs[1])[0][None])
+    from_plate = predict_files(trained_run.model_dir, [plate / "B" / "3" / "1"], tmp_path / "a", progress=False)
+    from_file = predict_files(trained_run.model_dir, [tiffs[1]], tmp_path / "b", progress=False)
+    assert from_plate[0].name == "exp_B3_1.tif"
+    assert np.array_equal(read_image(from_plate[0])[0], read_image(from_file[0])[0])

@@ -118,6 +118,8 @@ def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None
     if any(is_ome_zarr(split_position(p)[0]) for p in inputs):
         if len(inputs) != 1:
             raise UserError("give one OME-Zarr plate (or position) at a time; its predictions go to the plate --out")
+        if not out.rstrip("/").endswith(".zarr"):
+            raise UserError(f"{out}: --out must end in .zarr (a plate of predictions is written); e.g. --out pred.zarr")
         from .workflows.stain.predict_plate import predict_plate
 
         written_positions = predict_plate(model, inputs[0], out, options, workers=workers, scheduler=scheduler,

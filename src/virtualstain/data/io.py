@@ -105,12 +105,13 @@ def _resolution_meta(tif: tifffile.TiffFile) -> float | None:
 
 
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
-    """Read a TIFF (multi-page, OME, ImageJ, compressed) or PNG image.
+    """Read a TIFF (multi-page, OME, ImageJ, compressed) or PNG image, or one OME-Zarr plate position.
 
     Parameters
     ----------
     path : path-like
-        Image file.
+        Image file, or a position ``PLATE.zarr/ROW/COLUMN/FIELD`` of one time point (read as ``CYX``, or
+        ``CZYX`` with several planes; :mod:`~virtualstain.data.ome_zarr`).
 
     Returns
     -------
@@ -125,6 +126,12 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
         Missing, unreadable, corrupt or unsupported file.
     """
     path = Path(path)
+    if path.is_dir():
+        from .ome_zarr import split_position
+
+        plate, position = split_position(path)
+        if position is not None:
+            return _read_plate_position(plate, position, path)
     _check_exists(path)
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
@@ -182,6 +189,20 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
     if array.size == 0:
         raise UserError(f"{path}: the image is empty (shape {array.shape}); check the file")
     return array, ImageMeta(axes=axes, pixel_size_um=px, channel_names=names, description=description)
+
+
+def _read_plate_position(plate: Path, position, path: Path) -> tuple[np.ndarray, ImageMeta]:
+    """One time point of a plate position as a file-like image (``CYX`` or ``CZYX``)."""
+    from .ome_zarr import read_position
+
+    image = read_position(plate, position)
+    if image.array.shape[0] != 1:
+        raise UserError(f"{path}: a time-lapse position ({image.array.shape[0]} time points); predict the plate with "
+                        "`virtualstain predict MODEL PLATE.zarr --out OUT.zarr` for every frame")
+    array = image.array[0]
+    if array.shape[1] == 1:
+        return array[:, 0], ImageMeta("CYX", image.pixel_size_um, image.channel_names)
+    return array, ImageMeta("CZYX", image.pixel_size_um, image.channel_names)
 
 
 def too_large(path: str | os.PathLike, shape: tuple[int, ...], dtype=np.float32) -> UserError:
@@ -363,7 +384,13 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, pixel_size_um: 
 
 
 def output_path(out_dir: Path, input_path: Path) -> Path:
-    """Where the output for ``input_path`` goes in ``out_dir``: the input's file name, as ``.tif``."""
+    """Where the output for ``input_path`` goes in ``out_dir``: the input's file name, as ``.tif``
+    (a plate position ``P.zarr/B/3/0``: ``P_B3_0.tif``)."""
+    from .ome_zarr import split_position
+
+    plate, position = split_position(input_path)
+    if position is not None:
+        return out_dir / f"{plate.name.removesuffix('.zarr')}_{position.row}{position.column}_{position.field}.tif"
     name = input_path.name
     for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png"):
         if name.lower().endswith(suffix):
