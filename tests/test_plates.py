@@ -108,3 +108,15 @@ def test_a_position_reads_wherever_a_file_does(trained_run, tiffs, tmp_path):
     from_file = predict_files(trained_run.model_dir, [tiffs[1]], tmp_path / "b", progress=False)
     assert from_plate[0].name == "exp_B3_1.tif"
     assert np.array_equal(read_image(from_plate[0])[0], read_image(from_file[0])[0])
+
+
+def test_a_manifest_may_point_at_plate_positions(tiffs, tmp_path):
+    from virtualstain.data.samples import read_manifest
+
+    plate = tmp_path / "exp.zarr"
+    assert main(["convert", *map(str, tiffs), "--out", str(plate)]) == 0
+    (tmp_path / "m.csv").write_text("input,target\nexp.zarr/B/3/0,exp.zarr/C/10/0\n")
+    (sample,) = read_manifest(tmp_path / "m.csv")
+    assert sample.pixel_size_um == 0.5 and sample.input_channel_names == ["bf"]
+    assert np.array_equal(sample.input, read_image(tiffs[0])[0][None])
+    assert np.array_equal(sample.target, read_image(tiffs[2])[0][None])
