@@ -361,6 +361,25 @@ def convert(files: tuple[str, ...], out: str) -> None:
                + (" …" if len(positions) > 8 else ""))
 
 
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.argument("label_free", type=click.Path(dir_okay=False))
+@click.argument("fluorescence", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the aligned image and "
+              "its transform.")
+@click.option("--channel", type=int, help="Predicted channel to register on (default: named like the fluorescence).")
+def register(model: str, label_free: str, fluorescence: str, out: str, channel: int | None) -> None:
+    """Align FLUORESCENCE to LABEL_FREE by predicting the stain first (shift, rotation, scale)."""
+    from .workflows.stain.register import register_by_prediction
+
+    r = register_by_prediction(model, label_free, fluorescence, out, channel=channel)
+    t, (ey, ex) = r.transform, r.residual
+    click.echo(f"transform: shift ({t.dy:+.2f}, {t.dx:+.2f}) px, rotation {t.angle_deg:+.2f}°, scale {t.scale:.4f}")
+    click.echo(f"r with the prediction: {r.r_before:.3f} before, {r.r_after:.3f} after; residual shift "
+               f"({ey:+.2f}, {ex:+.2f}) px")
+    click.echo(f"aligned: {r.aligned}; transform: {r.report}")
+
+
 @cli.command("export")
 @click.argument("model", type=click.Path())
 @click.option("--format", "fmt", required=True, type=click.Choice(["onnx", "bmz"]),
