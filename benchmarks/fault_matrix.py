@@ -253,6 +253,13 @@ def _cases(f: dict[str, Path], out: Path) -> list[Case]:
                                              f"{o}/pp2.zarr"]),
         Case("predict plate", "missing position", ["predict", s["model"], f"{o}/plate.zarr/B/9/0", "--out",
                                                    f"{o}/pp3.zarr"]),
+        Case("register", "images of two sizes", ["register", s["model"], s["img"], s["tiny"], "--out", f"{o}/rg"]),
+        Case("register", "missing fluorescence", ["register", s["model"], s["img"], f"{o}/none.tif", "--out",
+                                                  f"{o}/rg2"]),
+        Case("register", "--channel 5", ["register", s["model"], s["img"], s["img"], "--out", f"{o}/rg3", "--channel",
+                                         "5"]),
+        Case("register", "NaN fluorescence", ["register", s["model"], s["img"], s["nan"], "--out", f"{o}/rg4"]),
+        Case("register", "ok", ["register", s["model"], s["img"], s["img"], "--out", f"{o}/rg5"], expect=0),
         Case("predict plate", "ok", ["predict", s["model"], f"{o}/plate.zarr", "--out", f"{o}/pp4.zarr"], expect=0),
     ]
     return cases
