@@ -212,3 +212,21 @@ def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("VIRTUALSTAIN_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "virtualstain"
+
+
+def test_cli_export_takes_a_real_test_image(trained_run, tmp_path, monkeypatch):
+    pytest.importorskip("bioimageio.spec")
+    from virtualstain.cli import main
+    from virtualstain.data.io import write_tiff
+
+    monkeypatch.setenv("VIRTUALSTAIN_CACHE", str(tmp_path / "cache"))
+    field = np.random.default_rng(3).random((1, 400, 360)).astype(np.float32) * 50 + 7
+    write_tiff(tmp_path / "field.tif", field)
+    out = tmp_path / "m.zip"
+    assert main(["export", str(trained_run.model_dir), "--format", "bmz", "--out", str(out), "--test-image",
+                 str(tmp_path / "field.tif")]) == 0
+    with zipfile.ZipFile(out) as z:
+        with z.open("test_input.npy") as f:
+            test_input = np.load(f)
+    assert test_input.ndim == 4 and test_input.shape[:2] == (1, 1)
+    assert np.isin(test_input, field).all()  # a crop of the given image, not the synthetic default

@@ -105,12 +105,18 @@ def test_only_complete_files_are_yielded(tmp_path):
     assert not is_candidate(tmp_path / "x.tmp") and is_candidate(tmp_path / "X.OME.TIFF")
 
 
-def test_watch_predicts_skips_bad_files_and_a_restart_skips_what_is_done(trained_run, tmp_path):
-    inbox, out = tmp_path / "inbox", tmp_path / "out"
+def _inbox(tmp_path, frames: int, shape: tuple[int, int], seed: int):
+    """An inbox of ``frames`` random float32 TIFFs ``t00.tif``…, and the output folder's path."""
+    inbox = tmp_path / "inbox"
     inbox.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        tifffile.imwrite(inbox / f"t{i}.tif", rng.random((40, 48)).astype(np.float32))
+    rng = np.random.default_rng(seed)
+    for i in range(frames):
+        tifffile.imwrite(inbox / f"t{i:02d}.tif", rng.random(shape).astype(np.float32))
+    return inbox, tmp_path / "out", rng
+
+
+def test_watch_predicts_skips_bad_files_and_a_restart_skips_what_is_done(trained_run, tmp_path):
+    inbox, out, rng = _inbox(tmp_path, 3, (40, 48), seed=0)
     (inbox / "broken.tif").write_bytes(b"II*\x00garbage")
     (inbox / "empty.tif").write_bytes(b"")  # stays empty: read once settled, reported, not waited for forever
     tifffile.imwrite(inbox / "rgb.tif", rng.random((3, 40, 48)).astype(np.float32))  # channels the model lacks
@@ -118,7 +124,7 @@ def test_watch_predicts_skips_bad_files_and_a_restart_skips_what_is_done(trained
     lines: list[str] = []
     settings = WatchSettings(poll_s=0.05, settle_s=0.1, once=True)
     report = watch_folder(trained_run.model_dir, inbox, out, settings=settings, log=lines.append)
-    assert sorted(p.name for p in out.glob("*.tif")) == ["t0.tif", "t1.tif", "t2.tif"]
+    assert sorted(p.name for p in out.glob("*.tif")) == ["t00.tif", "t01.tif", "t02.tif"]
     assert sorted(name for name, _ in report.skipped) == [str(inbox / "broken.tif"), str(inbox / "empty.tif"), "rgb.tif"]
     assert any(line.startswith(f"skipped {inbox / 'broken.tif'}:") for line in lines)
     assert any("frames/s sustained" in line for line in lines) and any(line.startswith("overlapping: ") for line in lines)
@@ -130,11 +136,7 @@ def test_watch_predicts_skips_bad_files_and_a_restart_skips_what_is_done(trained
 
 
 def test_ctrl_c_stops_watch_with_every_written_file_complete(trained_run, tmp_path):
-    inbox, out = tmp_path / "inbox", tmp_path / "out"
-    inbox.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(40):
-        tifffile.imwrite(inbox / f"t{i:02d}.tif", rng.random((96, 96)).astype(np.float32))
+    inbox, out, _ = _inbox(tmp_path, 40, (96, 96), seed=1)
     cmd = [sys.executable, "-c", "import sys; from virtualstain.cli import main; sys.exit(main(sys.argv[1:]))",
            "watch", str(trained_run.model_dir), str(inbox), "--out", str(out), "--settle", "0.05",
            "--backend", "torch", "--precision", "fp32"]

@@ -388,7 +388,9 @@ def register(model: str, label_free: str, fluorescence: str, out: str, channel: 
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .onnx file or the package .zip.")
 @click.option("--weights-license", default="CC-BY-4.0", show_default=True,
               help="SPDX licence of the exported weights (bmz).")
-def export(model: str, fmt: str, out: str, weights_license: str) -> None:
+@click.option("--test-image", type=click.Path(dir_okay=False),
+              help="bmz: a real input image for the package's test tensors and cover (default: synthetic).")
+def export(model: str, fmt: str, out: str, weights_license: str, test_image: str | None) -> None:
     """Export the bundle MODEL for other tools."""
     from ._atomic import check_output_suffix, ensure_writable_dir
     from .models.bundle import load_bundle
@@ -404,7 +406,13 @@ def export(model: str, fmt: str, out: str, weights_license: str) -> None:
     else:
         from .export.bmz import export_bmz
 
-        path = export_bmz(model, Path(out), license=weights_license)  # the bundle's own files travel inside
+        test_input = None
+        if test_image:
+            from .data.samples import load_input
+
+            test_input, _ = load_input(test_image, bundle.config.spatial_dims, bundle.input_channels,
+                                       bundle.input_channel_names)
+        path = export_bmz(model, Path(out), license=weights_license, test_input=test_input)  # the bundle's own files
     click.echo(f"{fmt}: {path} ({Path(path).stat().st_size / 2 ** 20:.1f} MB)")
 
 
