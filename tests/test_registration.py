@@ -61,3 +61,36 @@ def test_register_aligns_the_fluorescence_to_the_prediction(trained_run, tmp_pat
     report = json.loads(result.report.read_text())
     assert report["transform"]["angle_deg"] == pytest.approx(t.angle_deg)
     assert read_image(result.aligned)[0].shape[-2:] == image.shape[-2:]
+
+
+def test_max_displacement_is_the_worst_corner():
+    from virtualstain.analysis.registration import Similarity
+    from virtualstain.workflows.stain.registration_check import max_displacement
+
+    assert max_displacement(Similarity(dy=3.0, dx=-4.0), (100, 100)) == pytest.approx(5.0)
+    # a pure rotation by θ moves a corner at distance r by 2·r·sin(θ/2)
+    r = np.hypot(49.5, 49.5)
+    assert max_displacement(Similarity(angle_deg=1.0), (100, 100)) == pytest.approx(2 * r * np.sin(np.radians(0.5)))
+    assert max_displacement(Similarity(scale=1.02), (101, 101)) == pytest.approx(0.02 * np.hypot(50, 50))
+
+
+def test_train_check_registration_flags_the_shifted_pair(tmp_path):
+    import csv
+    import dataclasses
+
+    from conftest import tiny_config
+
+    from virtualstain.data.samples import read_manifest
+    from virtualstain.data.synthetic import write_dataset
+    from virtualstain.workflows.stain.train import train
+
+    samples = read_manifest(write_dataset(tmp_path / "syn", n_fields=4, shape=(128, 128), seed=3, pixel_size_um=0.5), 2)
+    samples[1] = dataclasses.replace(samples[1], target=np.roll(samples[1].target, (3, -2), axis=(1, 2)))
+    lines: list[str] = []
+    train(samples, tmp_path / "run", tiny_config(max_epochs=4), log=lines.append, check_registration=True)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "registration.csv", encoding="utf-8")))
+    assert [r["misaligned"] for r in rows] == ["False", "True", "False", "False"]
+    assert float(rows[1]["dy"]) == pytest.approx(3, abs=0.5) and float(rows[1]["dx"]) == pytest.approx(-2, abs=0.5)
+    flagged = [line for line in lines if "misaligned with its label-free image" in line]
+    assert len(flagged) == 1 and flagged[0].startswith(samples[1].source)
+    assert any(line.startswith("registration: 1 of 4 pair(s) misaligned by more than 1 px") for line in lines)

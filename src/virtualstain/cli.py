@@ -39,8 +39,10 @@ def cli() -> None:
 @click.option("--fresh", is_flag=True, help="Discard an interrupted run in --out instead of resuming it.")
 @click.option("--init", "init", type=click.Path(), help="Start from this trained model (fine-tuning; same "
               "architecture and channels).")
+@click.option("--check-registration", is_flag=True, help="First flag pairs whose fluorescence is misaligned with "
+              "its label-free image by more than 1 px (registration by prediction with a short preliminary model).")
 def train(manifest: str, out: str, config_path: str | None, max_minutes: float | None, fresh: bool,
-          init: str | None) -> None:
+          init: str | None, check_registration: bool) -> None:
     """Train a model on the paired images listed in MANIFEST.csv."""
     from .training.config import load_config
 
@@ -49,7 +51,8 @@ def train(manifest: str, out: str, config_path: str | None, max_minutes: float |
         config.training.max_minutes = max_minutes
     from .workflows.stain.train import train as run_train
 
-    result = run_train(manifest, out, config, fresh=fresh, log=click.echo, init=init)
+    result = run_train(manifest, out, config, fresh=fresh, log=click.echo, init=init,
+                       check_registration=check_registration)
     s = result.summary
     if s is None:  # a non-zero DDP rank: rank 0 reports
         return
@@ -97,12 +100,22 @@ def train(manifest: str, out: str, config_path: str | None, max_minutes: float |
               help="exact: tiles equal whole-image prediction; blend: VirFluoNet's alpha-blended windows "
               "(--tile-size px, default 256).")
 @click.option("--blend-overlap", type=int, default=32, show_default=True, help="Overlap of blended windows, px.")
+@click.option("--uncertainty", is_flag=True, help="Also write NAME_sigma.tif: the calibrated per-pixel σ from the "
+              "spread of the 8 flipped/rotated predictions (turns --tta on).")
+@click.option("--ood-map", is_flag=True, help="Also write NAME_ood.tif: how far each tile lies from the model's "
+              "training inputs (score, then brightness, contrast, texture, features; > 1: outside).")
+@click.option("--no-ood-check", is_flag=True, help="Skip the check of each input against the training domain.")
 def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None, input_channels: str | None,
             tta: bool, no_rescale: bool, overwrite: bool, composite: bool, device: str | None, backend: str,
             precision: str, max_deviation: float, explain: bool, workers: int | None, scheduler: str | None,
             memory_mb: float | None, match_brightness: bool, border: Literal["mirror", "none"],
-            stitch: Literal["exact", "blend"], blend_overlap: int) -> None:
-    """Predict stains for INPUTS with the bundle MODEL; outputs keep the inputs' names."""
+            stitch: Literal["exact", "blend"], blend_overlap: int, uncertainty: bool, ood_map: bool,
+            no_ood_check: bool) -> None:
+    """Predict stains for INPUTS with the bundle MODEL; outputs keep the inputs' names.
+
+    Every input is checked against the images the model was trained on: one mostly unlike them gets a warning
+    naming what differs (brightness, contrast, texture/scale, the network's features) and the fix.
+    """
     from .inference.backend_choice import last_choice
     from .inference.options import PredictOptions
     from .models.bundle import load_bundle
@@ -122,12 +135,17 @@ def predict(model: str, inputs: tuple[str, ...], out: str, tile_size: int | None
             raise UserError(f"{out}: --out must end in .zarr (a plate of predictions is written); e.g. --out pred.zarr")
         from .workflows.stain.predict_plate import predict_plate
 
+        if uncertainty or ood_map:
+            raise UserError("--uncertainty and --ood-map write TIFFs beside each prediction; give image files, "
+                            "not an OME-Zarr plate")
+
         written_positions = predict_plate(model, inputs[0], out, options, workers=workers, scheduler=scheduler,
                                           log=click.echo)
         click.echo(f"{len(written_positions)} position(s) predicted into {out}")
         return
     written = predict_files(bundle, inputs, out, options, input_channels=_channels(input_channels),
-                            overwrite=overwrite, composite=composite)
+                            overwrite=overwrite, composite=composite, uncertainty=uncertainty, ood_map=ood_map,
+                            check_domain=not no_ood_check)
     choice = last_choice(bundle)
     if choice is not None:
         for line in choice.explain() if explain else [choice.summary()]:

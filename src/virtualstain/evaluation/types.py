@@ -35,6 +35,7 @@ import numpy as np
 from ..analysis.readouts import ObjectReadout, SegmenterComparison
 from ..data.units import length_key, length_unit
 from ..metrics.tolerance import THRESHOLD_FRACTIONS, ToleranceIndex
+from ..metrics.uncertainty import UncertaintyCalibration
 
 _POWER = "length_power"  # field metadata: 1 for a length, 2 for an area (its on-disk name follows the unit)
 _LENGTH, _AREA = {_POWER: 1}, {_POWER: 2}  # metadata of fields in µm / µm² (px / px² without a pixel size)
@@ -422,6 +423,16 @@ class Panel:
     readout: ObjectReadout | None
 
 
+@dataclass
+class SigmaPanel:
+    """A test image's calibrated σ and its absolute error, for the report (target units; Y, X or Z, Y, X)."""
+
+    image: str
+    channel: str
+    sigma: np.ndarray
+    abs_error: np.ndarray
+
+
 @dataclass(frozen=True)
 class NucleiRulers:
     """The nuclei segmenters of an evaluation, by name (``"classical"``, ``"learned"``, ``"cellpose"``).
@@ -556,6 +567,10 @@ class Evaluation:
     disagreements : list of Disagreement
         Per image and nuclei channel, where the two rulers disagree (empty without a second segmenter); the
         arrays are kept for the images where they agree least.
+    uncertainty : UncertaintyCalibration or None
+        The model's σ calibration and how it held on these images (a training run's test regions), for the report.
+    sigma_panels : list of SigmaPanel
+        σ and |error| maps of the first image per channel.
     """
 
     rows: list[ImageRow]
@@ -566,6 +581,8 @@ class Evaluation:
     out: Path | None = None
     rulers: NucleiRulers = field(default_factory=NucleiRulers)
     disagreements: list[Disagreement] = field(default_factory=list, repr=False)
+    uncertainty: UncertaintyCalibration | None = None
+    sigma_panels: list[SigmaPanel] = field(default_factory=list, repr=False)
 
     @property
     def length_unit(self) -> str:

@@ -12,6 +12,8 @@ output pixels per input pixel), ``acquisition`` (binning, wavelength, NA, defocu
 ranges of the training inputs, when their files recorded them), ``size_multiple``,
 ``receptive_field_px``, ``tiling_margin_px`` (input pixels), ``training`` (config, manifest
 hash, split plan, input means, epochs), ``validation`` metrics, ``package_version``,
+``input_domain`` (what the training inputs looked like, for the input check; null before it existed),
+``uncertainty`` (the calibration of the predicted σ and how it held on the test regions; null when uncalibrated),
 ``created``, ``weights_sha256`` and ``model_json_sha256`` (of the rest of ``model.json``, see
 :mod:`~virtualstain.models.bundle_meta`; older bundles without it still load).
 
@@ -38,9 +40,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .._version import __version__
+from ..analysis.input_domain import InputDomain
 from ..data.acquisition import Acquisition
 from ..data.normalization import Normalizer
 from ..errors import UserError
+from ..metrics.uncertainty import UncertaintyCalibration
 from .bundle_meta import (
     CHECKSUM,
     FORMAT_VERSION,
@@ -165,6 +169,12 @@ class ModelBundle:
         How the model was trained.
     validation : ValidationRecord
         How the saved weights validated.
+    input_domain : InputDomain or None
+        What the training inputs looked like, for the input check (:mod:`virtualstain.inference.domain_check`);
+        None for models trained before it existed.
+    uncertainty : UncertaintyCalibration or None
+        How ``predict --uncertainty`` turns the test-time-augmentation spread into a calibrated σ, and how that σ
+        held on the test regions; None when uncalibrated.
     weights_sha256, created, package_version : str
         Set when the bundle is saved or loaded.
     """
@@ -180,6 +190,8 @@ class ModelBundle:
     acquisition: Acquisition = field(default_factory=Acquisition)
     training: TrainingRecord = field(default_factory=TrainingRecord)
     validation: ValidationRecord = field(default_factory=ValidationRecord)
+    input_domain: InputDomain | None = None
+    uncertainty: UncertaintyCalibration | None = None
     weights_sha256: str = ""
     created: str = ""
     package_version: str = __version__
@@ -218,6 +230,8 @@ class ModelBundle:
             "scale": cfg.scale,
             "output_pixel_size_um": self.pixel_size_um / cfg.scale if self.pixel_size_um else None,
             "acquisition": self.acquisition.to_dict(),
+            "input_domain": self.input_domain.to_dict() if self.input_domain else None,
+            "uncertainty": self.uncertainty.to_dict() if self.uncertainty else None,
             "size_multiple": list(cfg.size_multiple()),
             "receptive_field_px": list(receptive_field(cfg)),
             "tiling_margin_px": list(tiling_margin(cfg)),
@@ -367,6 +381,8 @@ def _from_meta(meta: dict, folder: Path, weights: Path, digest: str, device: str
         acquisition=Acquisition.from_description(meta.get("acquisition")),
         training=TrainingRecord.from_dict(meta.get("training")),
         validation=ValidationRecord.from_dict(meta.get("validation")),
+        input_domain=InputDomain.from_dict(meta.get("input_domain"), str(meta_path)),
+        uncertainty=UncertaintyCalibration.from_dict(meta.get("uncertainty")),
         weights_sha256=digest,
         created=str(meta.get("created", "")),
         package_version=str(meta.get("package_version", "")),

@@ -19,9 +19,18 @@ import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
 from ..analysis.readouts import SegmenterComparison  # noqa: E402
-from ..evaluation.types import ChannelPool, Disagreement, ImageRow, NucleiRulers, Panel, ToleranceCurve  # noqa: E402
+from ..evaluation.types import (  # noqa: E402
+    ChannelPool,
+    Disagreement,
+    ImageRow,
+    NucleiRulers,
+    Panel,
+    SigmaPanel,
+    ToleranceCurve,
+)
 from ..metrics import joint_histogram  # noqa: E402
 from ..metrics.tolerance import ERROR_TOLERANCE, ToleranceIndex, error_mask  # noqa: E402
+from ..metrics.uncertainty import ChannelCalibration  # noqa: E402
 
 _DPI = 80
 TARGET_COLOUR, PREDICTION_COLOUR = "#2ca02c", "#c2185b"
@@ -251,4 +260,35 @@ def distributions_figure(pool: ChannelPool, noun: str, unit: str) -> bytes:
     a2.set_xlabel(f"centroid displacement of matched {noun} ({unit})", fontsize=8)
     for ax in (a1, a2):
         ax.tick_params(labelsize=6)
+    return _png(fig)
+
+
+def reliability_figure(calibration: ChannelCalibration, name: str) -> bytes:
+    """Reliability diagram of one channel's calibrated σ: RMS error against mean σ per σ decile, identity dashed."""
+    s, e = np.asarray(calibration.reliability_sigma), np.asarray(calibration.reliability_rms)
+    top = float(np.nanmax(np.concatenate([s, e]))) * 1.08 if s.size else 1.0
+    fig, ax = plt.subplots(figsize=(3.2, 3.0))
+    ax.plot([0, top], [0, top], color="black", lw=0.8, ls="--", label="calibrated")
+    ax.plot(s, e, "o-", color=PREDICTION_COLOUR, ms=4, label="σ deciles")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel(f"predicted σ of {name}", fontsize=8)
+    ax.set_ylabel("RMS error", fontsize=8)
+    ax.set_title(f"{name}: 1σ holds {100 * (calibration.coverage_1sigma or 0):.0f} % (normal 68 %)", fontsize=8)
+    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def sigma_figure(panel: SigmaPanel) -> bytes:
+    """The calibrated σ map beside the absolute error of the same image, on one colour scale."""
+    sigma, error = _plane(panel.sigma), _plane(panel.abs_error)
+    hi = float(np.percentile(np.concatenate([sigma.ravel(), error.ravel()]), 99.5)) or 1.0
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.2))
+    for ax, image, title in ((axes[0], sigma, "predicted σ"), (axes[1], error, "|virtual − real|")):
+        shown = ax.imshow(image, cmap="magma", vmin=0, vmax=hi)
+        ax.set_title(f"{panel.image} — {panel.channel}: {title}", fontsize=7)
+        ax.axis("off")
+    fig.colorbar(shown, ax=axes, fraction=0.025)
     return _png(fig)

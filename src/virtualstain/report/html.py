@@ -237,6 +237,25 @@ def _tolerance_section(evaluation: Evaluation) -> list[str]:
             "distributed (virtualstain.metrics.tolerance).</p>"]
 
 
+def _uncertainty_section(evaluation: Evaluation) -> list[str]:
+    """The calibrated σ: reliability diagram per channel and σ beside |error| (none: no section)."""
+    u = evaluation.uncertainty
+    if u is None:
+        return []
+    judged = {n: c for n, c in u.channels.items() if c.reliability_sigma}
+    rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{c.factor:.3g}</td><td>{_fmt(c.coverage_1sigma)}</td>"
+                   f"<td>{_fmt(c.coverage_2sigma)}</td><td>{_fmt(c.tile_spearman)}</td></tr>" for n, c in u.channels.items())
+    return ["<h2>Uncertainty</h2>",
+            "<table><tr><th>channel</th><th>factor</th><th>within 1σ (0.683)</th><th>within 2σ (0.954)</th>"
+            f"<th>Spearman σ vs |error|, 32² tiles</th></tr>{rows}</table>", '<div class="figs">',
+            *[_img(figures.reliability_figure(c, n), f"reliability {n}") for n, c in judged.items()],
+            *[_img(figures.sigma_figure(p), f"sigma {p.image} {p.channel}") for p in evaluation.sigma_panels], "</div>",
+            f'<p class="note">σ = the standard deviation of the 8 flipped/rotated predictions (method {u.method}) times '
+            f"a factor per channel, fitted on {html.escape(u.calibrated_on)} so that 68 % of their errors lie within "
+            f"1σ; judged here on {html.escape(u.judged_on)}, which set neither the weights nor the factor "
+            "(virtualstain.metrics.uncertainty). predict --uncertainty writes this σ.</p>"]
+
+
 def render_report(evaluation: Evaluation, title: str = "virtualstain evaluation") -> str:
     """HTML text of the report for an :class:`~virtualstain.evaluation.types.Evaluation`."""
     channels, unit = evaluation.channels, evaluation.length_unit
@@ -254,6 +273,7 @@ def render_report(evaluation: Evaluation, title: str = "virtualstain evaluation"
         parts.append(_img(figures.joint_histogram_figure(pool.pairs, name), f"joint histogram {name}"))
     parts.append("</div>")
     parts += _tolerance_section(evaluation)
+    parts += _uncertainty_section(evaluation)
     for name, pool in evaluation.pools.items():
         objects = channels[name].objects
         if objects is None:  # no object readout

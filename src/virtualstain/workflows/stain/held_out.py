@@ -17,7 +17,7 @@ from ...data.io import write_tiff
 from ...data.samples import Sample
 from ...data.splits import Region, SplitPlan
 from ...evaluation.scoring import Evaluator
-from ...evaluation.types import Evaluation
+from ...evaluation.types import Evaluation, SigmaPanel
 from ...inference.predict import predict
 from ...models.bundle import ModelBundle
 from .evaluate import write_evaluation
@@ -81,12 +81,14 @@ def score_held_out(held_out: list[HeldOut], bundle: ModelBundle) -> Evaluation |
     return evaluator.finish()
 
 
-def judge_held_out(held_out: list[HeldOut], bundle: ModelBundle, plan: SplitPlan, out: Path) -> Evaluation | None:
-    """Write the test regions' TIFFs and their judgement (:func:`score_held_out`) into ``out``; None when
-    there is no test region."""
+def judge_held_out(held_out: list[HeldOut], bundle: ModelBundle, plan: SplitPlan, out: Path,
+                   sigma_panels: list[SigmaPanel] | None = None) -> Evaluation | None:
+    """Write the test regions' TIFFs and their judgement (:func:`score_held_out`, with the model's σ calibration
+    and ``sigma_panels`` in the report) into ``out``; None when there is no test region."""
     evaluation = score_held_out(held_out, bundle)
     if evaluation is None:
         return None
+    evaluation.uncertainty, evaluation.sigma_panels = bundle.uncertainty, list(sigma_panels or [])
     scale = bundle.config.scale
     for h in held_out:
         target_px = h.pixel_size_um / scale if h.pixel_size_um else None

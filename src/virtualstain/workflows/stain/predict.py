@@ -11,13 +11,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..._atomic import atomic_path, ensure_writable_dir, refuse_overwriting_inputs, remove_stale_parts
+from ...analysis.input_domain import TileScores
 from ...data.acquisition import TOLERANCE, Acquisition
 from ...data.io import channels_first_by_axes, output_path, read_image, write_tiff
 from ...data.samples import load_input
 from ...errors import UserError
 from ...inference.backend_choice import last_choice
+from ...inference.domain_check import CHECK_TILES, warn_if_unfamiliar
+from ...inference.domain_check import check_domain as check_domain_of
 from ...inference.options import PredictOptions
-from ...inference.predict import pick_device, predict
+from ...inference.predict import pick_device, predict, predict_with_uncertainty
+from ...inference.rescale import model_grid_shape, rescale_factor
 from ...models.bundle import ModelBundle, load_bundle
 
 
@@ -137,15 +141,30 @@ def _readable_png(path: Path) -> bool:
     return True
 
 
+def sidecar_paths(dest: Path, *, composite: bool = False, uncertainty: bool = False,
+                  ood_map: bool = False) -> list[Path]:
+    """The files written beside the prediction ``dest``: its composite PNG, ``NAME_sigma.tif``, ``NAME_ood.tif``."""
+    return ([dest.with_suffix(".png")] if composite else []) + \
+        ([dest.with_name(f"{dest.stem}_sigma.tif")] if uncertainty else []) + \
+        ([dest.with_name(f"{dest.stem}_ood.tif")] if ood_map else [])
+
+
 def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                   options: PredictOptions | None = None, *, input_channels: list[int] | None = None,
-                  overwrite: bool = False, composite: bool = False, **option_changes) -> PredictedFiles:
+                  overwrite: bool = False, composite: bool = False, uncertainty: bool = False, ood_map: bool = False,
+                  check_domain: bool = True, **option_changes) -> PredictedFiles:
     """Predict many files; outputs already made by this model with these options are skipped unless ``overwrite``.
 
     An input may join several files with ``;`` (``actin.tif;nuclei.tif``: their channels stacked in order, as in
     a training manifest); its output is named after the first. Each output is a float32 OME-TIFF in the target's
     units named like its input, with
-    the model's output channel names and the pixel size; ``composite=True`` adds a PNG.
+    the model's output channel names and the pixel size; ``composite=True`` adds a PNG; ``uncertainty=True`` adds
+    ``NAME_sigma.tif``, the calibrated per-pixel σ (target units; ``predict_with_uncertainty``; it turns TTA on);
+    ``ood_map=True`` adds ``NAME_ood.tif``, the input check's score of every tile and the ratio of
+    each descriptor group (1 = the edge of what training saw; :mod:`~virtualstain.inference.domain_check`).
+    With ``check_domain`` (default) every input is checked against the model's training domain: an input mostly
+    outside it gets an :class:`~virtualstain.inference.domain_check.UnfamiliarInputWarning` saying what differs, and
+    every output records the share of its tiles outside (``ood_outside``).
     No output may be one of the inputs (checked first, also through links). An existing output
     counts as done only if its description records this model's weights hash, the same
     ``tta``, ``match_brightness``, ``border``, stitching, input channels and source file name, it reads back with the
@@ -165,13 +184,16 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
         The output TIFFs (written now or already up to date), with ``skipped`` and ``redone``.
     """
     opts = (options or PredictOptions(progress=True)).replace(**option_changes)
+    if uncertainty:
+        opts = opts.replace(tta=True)
     groups = [[Path(q) for q in str(p).split(";")] for p in inputs]  # "a.tif;b.tif": channels of several files
     if not groups:
         raise UserError("no input images given; pass one or more image files")
     names = [output_path(Path(out_dir), g[0]) for g in groups]
     if len(set(names)) != len(names):
         raise UserError("two inputs have the same file name, so their outputs would collide; rename one of them")
-    refuse_overwriting_inputs(names + ([n.with_suffix(".png") for n in names] if composite else []),
+    extras = {"composite": composite, "uncertainty": uncertainty, "ood_map": ood_map}
+    refuse_overwriting_inputs(names + [p for n in names for p in sidecar_paths(n, **extras)],
                               [q for g in groups for q in g])
     for p in (q for g in groups for q in g):
         if not p.exists():
@@ -179,7 +201,9 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
     bundle = model if isinstance(model, ModelBundle) else load_bundle(model, device=pick_device(opts.device))
     ensure_writable_dir(out_dir)
     done = PredictedFiles()
-    done.removed_parts = remove_stale_parts(names + [n.with_suffix(".png") for n in names])
+    done.removed_parts = remove_stale_parts(names + [p for n in names for p in sidecar_paths(n, composite=True,
+                                                                                            uncertainty=True,
+                                                                                            ood_map=True)])
     channels = input_channels if input_channels is not None else bundle.input_channels
     bar = tqdm(list(zip(groups, names)), desc="predict", unit="image", disable=not opts.progress)
     for group, dest in bar:
@@ -192,6 +216,9 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
         if dest.exists() and not overwrite:
             existing, reason = _up_to_date(dest, recipe, _expected_shape(bundle, image), bundle.output_channel_names,
                                            composite)
+            missing = [p.name for p in sidecar_paths(dest, uncertainty=uncertainty, ood_map=ood_map) if not p.exists()]
+            if reason is None and missing:
+                existing, reason = None, f"{', '.join(missing)} missing"
             if reason is None:
                 done.skipped.append(dest)
                 done.append(dest)
@@ -202,14 +229,63 @@ def predict_files(model: ModelBundle | str | os.PathLike, inputs: Sequence[str |
                 done.append(dest)
                 continue
         px = meta.pixel_size_um
-        pred = predict(bundle, image, opts, source=";".join(map(str, group)), pixel_size_um=px,
-                       acquisition=Acquisition.from_description(meta.description))
+        full_name = ";".join(map(str, group))
+        acquisition = Acquisition.from_description(meta.description)
+        if uncertainty:
+            pred, sigma = predict_with_uncertainty(bundle, image, opts, source=full_name, pixel_size_um=px,
+                                                   acquisition=acquisition)
+        else:
+            pred = predict(bundle, image, opts, source=full_name, pixel_size_um=px, acquisition=acquisition)
+        notes: dict[str, float | int] = {}
+        if check_domain or ood_map:
+            scores = check_domain_of(bundle, image, source=full_name, pixel_size_um=px,
+                                     max_tiles=None if ood_map else CHECK_TILES, rescale=opts.rescale)
+            warn_if_unfamiliar(bundle, scores, full_name)
+            if scores is not None:
+                notes = {"ood_outside": round(scores.fraction_outside, 4), "ood_tiles": len(scores.corners)}
+                if ood_map:
+                    write_ood_map(dest.with_name(f"{dest.stem}_ood.tif"), bundle, scores, image.shape[-2:], px)
         choice = last_choice(bundle)
-        engine = {"engine": str(choice.spec)} if choice else {}  # provenance; not part of the recipe
+        engine: dict[str, object] = {"engine": str(choice.spec)} if choice else {}  # provenance, not the recipe
         engine.update(rescaled_note(bundle, px))
+        engine.update(notes)
+        if uncertainty:
+            write_sigma(dest.with_name(f"{dest.stem}_sigma.tif"), bundle, sigma, source=source, pixel_size_um=px)
         done.append(write_prediction(dest, bundle, pred, source=source, pixel_size_um=px,
                                      composite_of=image if composite else None, recipe={**recipe.description(), **engine}))
     return done
+
+
+def write_sigma(dest: Path, bundle: ModelBundle, sigma: np.ndarray, *, source: str, pixel_size_um: float | None) -> Path:
+    """Write the calibrated σ (``NAME_sigma.tif``: one channel per output channel, ``σ_<name>``, target units)."""
+    out_px = (pixel_size_um or bundle.pixel_size_um or 0) / bundle.config.scale or None
+    calibration = bundle.uncertainty
+    write_tiff(dest, sigma, pixel_size_um=out_px, channel_names=[f"sigma_{n}" for n in bundle.output_channel_names],
+               description={"model_sha256": bundle.weights_sha256, "source": source, "units": "target",
+                            "sigma": "standard deviation over the 8 test-time flips/rotations × calibration factor",
+                            "calibrated": calibration is not None,
+                            "factors": calibration.factors(bundle.output_channel_names) if calibration else None})
+    return dest
+
+
+def write_ood_map(dest: Path, bundle: ModelBundle, scores: TileScores, shape_yx: tuple[int, ...],
+                  pixel_size_um: float | None) -> Path:
+    """Write the input check's per-tile map (``NAME_ood.tif``: the score, then each group's ratio; 1 = the edge of
+    what training saw) on the input's grid."""
+    maps = scores.maps(_model_grid(bundle, shape_yx, pixel_size_um))
+    if maps.shape[-2:] != tuple(shape_yx):  # the image was rescaled to the model's grid: back by nearest neighbour
+        iy = (np.arange(shape_yx[0]) * maps.shape[-2] / shape_yx[0]).astype(int)
+        ix = (np.arange(shape_yx[1]) * maps.shape[-1] / shape_yx[1]).astype(int)
+        maps = maps[:, iy][:, :, ix]
+    write_tiff(dest, maps, pixel_size_um=pixel_size_um, channel_names=["ood_score", *scores.ratios],
+               description={"model_sha256": bundle.weights_sha256, "tile_px": scores.tile_px,
+                            "units": "distance / threshold (> 1: outside the training domain)"})
+    return dest
+
+
+def _model_grid(bundle: ModelBundle, shape_yx: tuple[int, ...], pixel_size_um: float | None) -> tuple[int, int]:
+    factor = rescale_factor(pixel_size_um, bundle.pixel_size_um, True, "<image>", bundle.config.scale > 1)
+    return model_grid_shape(shape_yx, factor) if factor is not None else (shape_yx[-2], shape_yx[-1])
 
 
 def rescaled_note(bundle: ModelBundle, pixel_size_um: float | None) -> dict:

@@ -35,6 +35,7 @@ from ...data.samples import Sample, common_input_channels, common_scale, manifes
 from ...data.splits import Region, SplitPlan, plan_splits
 from ...errors import UserError
 from ...evaluation.types import Evaluation, ImageRow
+from ...inference.domain_check import fit_input_domain
 from ...inference.predict import predict
 from ...metrics import pearson_r
 from ...models.bundle import ModelBundle, TrainingRecord, ValidationRecord, load_bundle, save_bundle
@@ -55,6 +56,7 @@ from ...training.losses import make_loss
 from ...training.precision import choose_precision
 from ...training.threads import FreeCoreThreads
 from .held_out import HeldOut, judge_held_out, predict_held_out
+from .uncertainty import calibrate_uncertainty
 
 if TYPE_CHECKING:
     from ...training.lightning_module import RegionDataset
@@ -197,7 +199,7 @@ def _normalised(samples: list[Sample], x_norm: Normalizer, y_norm: Normalizer) -
 
 def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config: TrainConfig | None = None, *,
           max_minutes: float | None = None, fresh: bool = False, log: Callable[[str], None] | None = None,
-          init: str | os.PathLike | None = None) -> TrainResult:
+          init: str | os.PathLike | None = None, check_registration: bool = False) -> TrainResult:
     """Train a model on a manifest (or samples) and write ``out/model`` and the run's records.
 
     Parameters
@@ -218,6 +220,9 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
     init : path, optional
         A trained bundle of the same architecture and channels to start from (fine-tuning; see
         :mod:`virtualstain.training.initial_weights`). A resumed run continues from its checkpoint instead.
+    check_registration : bool
+        First find pairs whose fluorescence is misaligned with its label-free image by more than a pixel
+        (:mod:`~virtualstain.workflows.stain.registration_check`): logged and listed in ``out/registration.csv``.
 
     Returns
     -------
@@ -229,7 +234,7 @@ def train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config
     check_hardware(config)  # before any image is read
     threads = FreeCoreThreads() if _one_cpu_process(config) else None
     try:
-        return _train(data, out, config, fresh, log, threads, init)
+        return _train(data, out, config, fresh, log, threads, init, check_registration)
     finally:
         if threads is not None:
             threads.restore()
@@ -244,7 +249,7 @@ def _one_cpu_process(config: TrainConfig) -> bool:
 
 def _train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, config: TrainConfig, fresh: bool,
            log: Callable[[str], None] | None, threads: FreeCoreThreads | None,
-           init: str | os.PathLike | None = None) -> TrainResult:
+           init: str | os.PathLike | None = None, check_registration: bool = False) -> TrainResult:
     """:func:`train` after the config is settled."""
     run = ensure_writable_dir(out)
     dims = config.model.spatial_dims
@@ -264,6 +269,10 @@ def _train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, confi
     if not fresh and is_finished(run, config, data_sha256):
         return _finished_result(run)
     resume = prepare_resume(run, config, fresh, data_sha256)
+    if check_registration:
+        from .registration_check import check_registration as check
+
+        check(samples, config, run, log or (lambda line: None))
     train_crops = [r.crop(samples[r.sample]) for r in train_regions]
     x_norm = Normalizer.fit([x for x, _ in train_crops], config.data.input_normalization, config.data.percentiles,
                             "inputs", config.data.input_normalization_scope)
@@ -327,12 +336,16 @@ def _train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, confi
             input_mean=[float(np.mean([x[c].mean() for x, _ in train_crops])) for c in range(len(names_in))],
             **dataclasses.asdict(fitted)),
     )
+    bundle.input_domain = fit_input_domain(bundle, [r.crop(normalised[r.sample])[0] for r in train_regions],
+                                           [r.crop(normalised[r.sample])[0] for r in plan.of("val")], t.seed)
     val_r = _validation_pearson(bundle, samples, plan, config.training.val_max_size)
     bundle.validation = ValidationRecord(loss=fitted.best_val_loss, loss_name=config.training.loss,
                                          pearson_r=dict(zip(names_out, val_r)))
+    bundle.uncertainty, sigma_panels = calibrate_uncertainty(bundle, samples, plan, config.training.val_max_size,
+                                                             config.training.val_max_regions)
     model_dir = save_bundle(bundle, run / "model")
     held_out = predict_held_out(bundle, samples, plan)
-    test = judge_held_out(held_out, bundle, plan, run / "test")
+    test = judge_held_out(held_out, bundle, plan, run / "test", sigma_panels)
     test_r = {c: s.pearson_r_mean for c, s in test.channels.items()} if test else {}
     summary = TrainSummary(model=str(model_dir), split_mode=plan.mode, split=plan.description,
                            validation_pearson_r=dict(zip(names_out, val_r)), test_pearson_r=test_r,
