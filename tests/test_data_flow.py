@@ -16,6 +16,7 @@ import virtualstain.inference.predict as inference_predict
 from virtualstain.data.samples import samples_from_arrays
 from virtualstain.data.splits import plan_splits
 from virtualstain.data.synthetic import make_field
+from virtualstain.inference.tiling import dihedral_transforms
 from virtualstain.workflows.stain.demo import run_demo
 from virtualstain.workflows.stain.study import region_samples, run_study, training_subset
 from virtualstain.workflows.stain.train import train
@@ -87,7 +88,8 @@ def test_train_judges_its_test_regions_from_memory_and_predicts_each_once(tmp_pa
     assert not [p for p in reads.paths if test_dir in p.parents], reads.paths
     plan = json.loads((tmp_path / "run" / "splits.json").read_text())["regions"]
     n_val, n_test = (sum(r["split"] == s for r in plan) for s in ("val", "test"))
-    assert len(forward_passes) == n_val + n_test  # validation r, then each test region once
+    # validation r, then each test region once; the σ calibration adds the 8 TTA passes over each of them
+    assert len(forward_passes) == (n_val + n_test) * (1 + len(dihedral_transforms()))
     assert [h.name for h in result.held_out] == [Path(r.image).stem for r in result.test_rows[::2]]
 
 
@@ -106,7 +108,7 @@ def test_demo_predicts_the_test_regions_once(tmp_path, monkeypatch, forward_pass
     summary = run_demo(tmp_path / "demo", epochs=1, progress=False)
     plan = json.loads((tmp_path / "demo" / "run" / "splits.json").read_text())["regions"]
     n_val, n_test = (sum(r["split"] == s for r in plan) for s in ("val", "test"))
-    assert len(forward_passes) == n_val + n_test
+    assert len(forward_passes) == (n_val + n_test) * (1 + len(dihedral_transforms()))  # + σ calibration's TTA
     written = [tmp_path / "demo" / "run" / "test", tmp_path / "demo" / "predictions"]  # predicted, never read back
     assert not [p for p in reads.paths if any(folder in p.parents for folder in written)], reads.paths
     predictions = sorted((tmp_path / "demo" / "predictions").glob("*.tif"))

@@ -94,6 +94,9 @@ def descriptor_names(channels: list[str]) -> dict[str, list[str]]:
 def image_descriptors(tiles: np.ndarray) -> dict[str, np.ndarray]:
     """Brightness, contrast and texture descriptors of ``(N, C, [Z,] T, T)`` tiles: group → ``(N, k)``."""
     n, c = tiles.shape[:2]
+    if n == 0:
+        k = len(BAND_EDGES)  # bands + noise
+        return {"brightness": np.zeros((0, 2 * c)), "contrast": np.zeros((0, 3 * c)), "texture": np.zeros((0, k * c))}
     flat = tiles.reshape(n, c, -1).astype(np.float64)
     mean = flat.mean(-1)
     p1, p10, p25, p50, p75, p90, p99 = np.percentile(flat, (1, 10, 25, 50, 75, 90, 99), axis=-1)
@@ -313,7 +316,8 @@ class InputDomain:
                 for b in np.unique(blocks) if len(np.unique(blocks)) > 1 else []:
                     rest = GroupReference.fit(train[g][blocks != b], names[g])
                     distances.append(rest.distance(train[g][blocks == b]))
-                groups[g].calibrate(np.concatenate(distances))
+                pooled = np.concatenate(distances)
+                groups[g].calibrate(pooled if len(pooled) else groups[g].distance(train[g]))
         domain = cls(tile_px, groups, projection, feature_module, len(next(iter(train.values()))),
                      len(next(iter(held_out.values()))))
         held = domain.score(held_out, []).outside

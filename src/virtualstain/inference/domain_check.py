@@ -89,6 +89,9 @@ def _features(bundle: ModelBundle, module: str, tiles: np.ndarray) -> np.ndarray
 def _describe(bundle: ModelBundle, module: str, tiles: np.ndarray,
               projection: FeatureProjection | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     descriptors = image_descriptors(tiles)
+    if not len(tiles):  # no held-out tile fits: the thresholds come from the training blocks alone
+        k = len(projection.components) + 1 if projection else 0
+        return {**descriptors, "features": np.zeros((0, k))}, np.zeros((0, 0))
     raw = _features(bundle, module, tiles)
     if projection is not None:
         descriptors["features"] = projection(raw)
