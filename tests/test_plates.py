@@ -38,6 +38,7 @@ def test_a_plate_round_trips_and_predicts_as_the_files_do(trained_run, tiffs, tm
         assert got.channel_names == meta.channel_names
         assert np.abs(got.array[0, :, 0] - expected).max() <= 1e-5 * float(np.ptp(expected))
         assert got.attributes["recipe"]["model_sha256"] == meta.description["model_sha256"]
+        assert got.attributes["ood_outside"] == [meta.description.get("ood_outside")]  # the same check per frame
     # napari's OME-Zarr reader (ome-zarr-py's Reader) finds the plate, its wells and the image metadata
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from virtualstain.errors import UserError
 from virtualstain.metrics.uncertainty import (
     NORMAL_1SIGMA,
     UncertaintyCalibration,
@@ -110,3 +111,48 @@ def test_cli_predict_uncertainty_and_ood_map(trained_run, tmp_path, capsys):
     assert main(["predict", str(trained_run.model_dir), str(tmp_path / "plate.zarr"), "--out",
                  str(tmp_path / "p.zarr"), "--uncertainty"]) == 2
     assert "--uncertainty and --ood-map write TIFFs beside each prediction" in capsys.readouterr().err
+
+
+def test_an_ensemble_trains_saves_loads_and_adds_its_spread(tmp_path, synthetic_manifest, capsys):
+    from conftest import tiny_config
+
+    from virtualstain.cli import main
+    from virtualstain.inference.predict import ensemble_views, predict_with_uncertainty
+    from virtualstain.models.bundle import load_bundle
+
+    config = tmp_path / "c.yaml"
+    config.write_text(tiny_config().to_yaml(), encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", str(synthetic_manifest), "--out", str(run), "--config", str(config), "--ensemble", "2"]) == 0
+    assert "ensemble member 2 of 2 (seed 1)" in capsys.readouterr().out
+    bundle = load_bundle(run / "model")
+    assert len(bundle.members) == 1 and (run / "model" / "weights_member1.safetensors").is_file()
+    first, second = bundle.network.state_dict(), bundle.members[0].state_dict()
+    assert any(not np.allclose(first[k].numpy(), second[k].numpy()) for k in first if first[k].is_floating_point())
+    assert bundle.uncertainty.method == "tta + ensemble of 2"
+    import tifffile
+
+    x = tifffile.imread(sorted((run / "test" / "input").glob("*.tif"))[0]).astype(np.float32)[None]
+    mean, sigma = predict_with_uncertainty(bundle, x)
+    # independently: each member's TTA mean and spread, combined by the law of total variance
+    parts = [predict_with_uncertainty(dataclasses_replace(v, uncertainty=None), x) for v in ensemble_views(bundle)]
+    means = np.array([p[0] for p in parts], np.float64)
+    within = np.mean([p[1].astype(np.float64) ** 2 for p in parts], axis=0)
+    factors = np.asarray(bundle.uncertainty.factors(bundle.output_channel_names)).reshape(-1, 1, 1)
+    np.testing.assert_allclose(mean, means.mean(0), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(sigma, np.sqrt(within + means.var(0)) * factors, rtol=1e-4, atol=1e-3)
+    # a rerun finds every member finished: nothing is trained again
+    capsys.readouterr()
+    assert main(["train", str(synthetic_manifest), "--out", str(run), "--config", str(config), "--ensemble", "2"]) == 0
+    assert "ensemble member" not in capsys.readouterr().out
+    member = run / "model" / "weights_member1.safetensors"
+    member.write_bytes(member.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(UserError, match=r"weights_member1.safetensors: SHA-256 does not match model.json; the "
+                                        r"weights are damaged or were replaced"):
+        load_bundle(run / "model")
+
+
+def dataclasses_replace(bundle, **changes):
+    import dataclasses
+
+    return dataclasses.replace(bundle, members=[], runners={}, _inference={}, **changes)

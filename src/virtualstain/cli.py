@@ -41,14 +41,20 @@ def cli() -> None:
               "architecture and channels).")
 @click.option("--check-registration", is_flag=True, help="First flag pairs whose fluorescence is misaligned with "
               "its label-free image by more than 1 px (registration by prediction with a short preliminary model).")
+@click.option("--ensemble", type=int, help="Train K networks with seeds seed … seed + K − 1 (the budget shared "
+              "among them); predict --uncertainty adds their spread to σ.")
 def train(manifest: str, out: str, config_path: str | None, max_minutes: float | None, fresh: bool,
-          init: str | None, check_registration: bool) -> None:
+          init: str | None, check_registration: bool, ensemble: int | None) -> None:
     """Train a model on the paired images listed in MANIFEST.csv."""
-    from .training.config import load_config
+    from .training.config import config_from_dict, load_config
 
     config = load_config(config_path)  # a bad config or budget is refused before torch loads (seconds)
     if max_minutes is not None:
         config.training.max_minutes = max_minutes
+    if ensemble is not None:
+        config = config_from_dict({**config.model_dump(mode="json"),
+                                   "training": {**config.training.model_dump(mode="json"), "ensemble": ensemble}},
+                                  "--ensemble")
     from .workflows.stain.train import train as run_train
 
     result = run_train(manifest, out, config, fresh=fresh, log=click.echo, init=init,

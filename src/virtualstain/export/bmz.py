@@ -339,11 +339,14 @@ def _attach_bundle(bundle: ModelBundle, folder: Path, source: Path | None) -> Pa
         for name in (META, WEIGHTS, CHECKSUM):
             if (source / name).is_file():
                 shutil.copyfile(source / name, target / name)
-        digest = json.loads((target / META).read_text(encoding="utf-8")).get("weights_sha256")
-        if digest != bundle.weights_sha256 or file_sha256(target / WEIGHTS) != digest:
+        meta = json.loads((target / META).read_text(encoding="utf-8"))
+        if meta.get("weights_sha256") != bundle.weights_sha256 or file_sha256(target / WEIGHTS) != bundle.weights_sha256:
             raise UserError(f"{source}: the bundle changed while it was exported; export it again")
+        if meta.get("ensemble_members"):  # the package carries the first member only
+            meta["ensemble_members"] = []
+            (target / META).write_text(json.dumps(seal(meta), indent=2), encoding="utf-8")
         return target
-    copy = dataclasses.replace(bundle)
+    copy = dataclasses.replace(bundle, members=[])
     save_bundle(copy, target)
     if bundle.created:
         meta = json.loads((target / META).read_text(encoding="utf-8"))

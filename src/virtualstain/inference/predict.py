@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import warnings
@@ -211,9 +212,11 @@ def predict_with_uncertainty(bundle: ModelBundle, image: np.ndarray, options: Pr
                              acquisition: Acquisition | None = None, **option_changes) -> tuple[np.ndarray, np.ndarray]:
     """The prediction with test-time augmentation and its per-pixel standard deviation σ.
 
-    σ is the standard deviation of the 8 flipped/rotated predictions, times the model's calibration factor per
-    channel (``bundle.uncertainty``, fitted at training so that 68 % of held-out errors lie within 1σ; factor 1
-    for a model without one), in the target's units. Parameters as :func:`predict`; ``tta`` is always on.
+    σ² is the variance of the 8 flipped/rotated predictions (averaged over the ensemble's members) plus, for an
+    ensemble (``train --ensemble K``), the variance of the members' TTA means; σ is then multiplied by the model's
+    calibration factor per channel (``bundle.uncertainty``, fitted at training so that 68 % of held-out errors lie
+    within 1σ; factor 1 for a model without one), in the target's units. The prediction is the mean over the
+    members (for one network: its TTA prediction). Parameters as :func:`predict`; ``tta`` is always on.
 
     Returns
     -------
@@ -221,12 +224,30 @@ def predict_with_uncertainty(bundle: ModelBundle, image: np.ndarray, options: Pr
         Both ``(C_out, ...)`` float32, on the prediction's grid.
     """
     opts = (options or PredictOptions()).replace(**option_changes).replace(tta=True)
-    prediction, spread = _run(bundle, image, opts, source, pixel_size_um, acquisition)
+    means, variances = [], []
+    for member in ensemble_views(bundle):
+        mean, spread = _run(member, image, opts, source, pixel_size_um, acquisition)
+        means.append(mean)
+        variances.append(spread.astype(np.float64) ** 2)
     names = bundle.output_channel_names
     factors = bundle.uncertainty.factors(names) if bundle.uncertainty else [1.0] * len(names)
-    shape = (-1,) + (1,) * (spread.ndim - 1)
-    units = np.asarray(bundle.target_normalizer.scale, np.float32).reshape(shape)
-    return prediction, (spread * units * np.asarray(factors, np.float32).reshape(shape)).astype(np.float32)
+    shape = (-1,) + (1,) * (means[0].ndim - 1)
+    units = np.asarray(bundle.target_normalizer.scale, np.float64).reshape(shape)
+    prediction = np.mean(means, axis=0).astype(np.float32)
+    variance = np.mean(variances, axis=0) * units ** 2 + (np.var(np.asarray(means, np.float64), axis=0)
+                                                           if len(means) > 1 else 0.0)
+    return prediction, (np.sqrt(variance) * np.asarray(factors).reshape(shape)).astype(np.float32)
+
+
+def ensemble_views(bundle: ModelBundle) -> list[ModelBundle]:
+    """The bundle once per ensemble member (itself first), each predicting with its own network; cached on the
+    bundle. A member's engines are keyed by its own weights (its ``weights_sha256`` is left empty)."""
+    views = bundle.runners.get("ensemble_views")
+    if views is None or len(views) != 1 + len(bundle.members):
+        views = [bundle] + [dataclasses.replace(bundle, network=m, members=[], weights_sha256="", runners={},
+                                                _inference={}) for m in bundle.members]
+        bundle.runners["ensemble_views"] = views
+    return views
 
 
 def _run(bundle: ModelBundle, image: np.ndarray, opts: PredictOptions, source: str, pixel_size_um: float | None,

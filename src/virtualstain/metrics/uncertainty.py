@@ -103,7 +103,8 @@ class UncertaintyCalibration:
     Attributes
     ----------
     method : str
-        ``"tta"``: the spread over the 8 test-time flips and rotations.
+        ``"tta"``: the spread over the 8 test-time flips and rotations; ``"tta + ensemble of K"``: plus the spread of
+        the K members' predictions.
     calibrated_on, judged_on : str
         The regions behind the factors and behind the measures, in words.
     channels : dict of str to ChannelCalibration

@@ -14,6 +14,7 @@ ranges of the training inputs, when their files recorded them), ``size_multiple`
 hash, split plan, input means, epochs), ``validation`` metrics, ``package_version``,
 ``input_domain`` (what the training inputs looked like, for the input check; null before it existed),
 ``uncertainty`` (the calibration of the predicted σ and how it held on the test regions; null when uncalibrated),
+``ensemble_members`` (file and SHA-256 of each further ensemble member's weights, ``weights_member<k>.safetensors``),
 ``created``, ``weights_sha256`` and ``model_json_sha256`` (of the rest of ``model.json``, see
 :mod:`~virtualstain.models.bundle_meta`; older bundles without it still load).
 
@@ -175,6 +176,9 @@ class ModelBundle:
     uncertainty : UncertaintyCalibration or None
         How ``predict --uncertainty`` turns the test-time-augmentation spread into a calibrated σ, and how that σ
         held on the test regions; None when uncalibrated.
+    members : list of torch.nn.Module
+        The other networks of an ensemble (``train --ensemble K``: K − 1 of them, same architecture, other seeds),
+        stored as ``weights_member<k>.safetensors``; ``network`` is the first member and predicts alone.
     weights_sha256, created, package_version : str
         Set when the bundle is saved or loaded.
     """
@@ -192,6 +196,7 @@ class ModelBundle:
     validation: ValidationRecord = field(default_factory=ValidationRecord)
     input_domain: InputDomain | None = None
     uncertainty: UncertaintyCalibration | None = None
+    members: list[torch.nn.Module] = field(default_factory=list, repr=False)
     weights_sha256: str = ""
     created: str = ""
     package_version: str = __version__
@@ -251,14 +256,21 @@ def save_bundle(bundle: ModelBundle, folder: str | os.PathLike) -> Path:
         state = {k: v.detach().cpu().contiguous() for k, v in bundle.network.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})  # one key: safetensors orders keys at random
         digest = file_sha256(tmp / WEIGHTS)
+        member_files = []
+        for k, member in enumerate(bundle.members, start=1):
+            name = member_file(k)
+            save_file({n: v.detach().cpu().contiguous() for n, v in member.state_dict().items()}, str(tmp / name),
+                      metadata={"format": "pt"})
+            member_files.append({"file": name, "sha256": file_sha256(tmp / name)})
         meta = bundle.to_json()
+        meta["ensemble_members"] = member_files
         meta["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         meta["weights_sha256"] = digest
         meta = seal(meta)
         bundle.weights_sha256, bundle.created = digest, meta["created"]
         (tmp / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         (tmp / CHECKSUM).write_text(f"{digest}  {WEIGHTS}\n", encoding="utf-8")
-        for name in (WEIGHTS, META, CHECKSUM):
+        for name in (WEIGHTS, META, CHECKSUM, *(m["file"] for m in member_files)):
             os.chmod(tmp / name, 0o666 & ~_UMASK)
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700
         if folder.exists():
@@ -273,6 +285,49 @@ def save_bundle(bundle: ModelBundle, folder: str | os.PathLike) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def member_file(k: int) -> str:
+    """File name of ensemble member ``k`` (1, 2, …) in a bundle."""
+    return f"weights_member{k}.safetensors"
+
+
+def _load_weights(network: torch.nn.Module, weights: Path, meta_path: Path) -> None:
+    """Load a safetensors state dict into ``network``, refusing unreadable, non-finite or ill-fitting weights."""
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise UserError(f"{weights}: not readable safetensors ({type(exc).__name__}: {exc}); copy the bundle "
+                        "again") from None
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise UserError(f"{weights}: {len(bad)} tensor(s) hold NaN or infinite values (e.g. {bad[0]!r}); the model "
+                        "diverged in training — retrain it, e.g. with a lower training.lr")
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise UserError(f"{weights}: weights do not fit the architecture in {meta_path.name} ({str(exc)[:200]}); "
+                        "the bundle is inconsistent — retrain") from None
+
+
+def _load_members(meta: dict, folder: Path, architecture: str, config: NetworkConfig) -> list[torch.nn.Module]:
+    """The ensemble's other members, each checked against its SHA-256 in ``model.json``."""
+    members = []
+    for entry in meta.get("ensemble_members") or []:
+        name, expected = str(entry["file"]), str(entry["sha256"])
+        if name != Path(name).name or not name.endswith(".safetensors"):
+            raise UserError(f"{folder / META}: ensemble member file {name!r} is not a weights file in the bundle; "
+                            "the bundle is damaged — restore it")
+        path = folder / name
+        if not path.exists():
+            raise UserError(f"{path}: ensemble member missing; the bundle is incomplete — copy the whole folder")
+        if file_sha256(path) != expected:
+            raise UserError(f"{path}: SHA-256 does not match {META}; the weights are damaged or were replaced — copy "
+                            "the bundle again")
+        network = build(architecture, config)
+        _load_weights(network, path, folder / META)
+        members.append(network.eval())
+    return members
 
 
 def _expected_from_checksum_file(path: Path) -> str:
@@ -334,20 +389,8 @@ def _from_meta(meta: dict, folder: Path, weights: Path, digest: str, device: str
     meta_path = folder / META
     architecture, config = _network_config(meta, folder)
     network = build(architecture, config)
-    try:
-        state = load_file(str(weights), device="cpu")
-    except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise UserError(f"{weights}: not readable safetensors ({type(exc).__name__}: {exc}); copy the bundle "
-                        "again") from None
-    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-    if bad:
-        raise UserError(f"{weights}: {len(bad)} tensor(s) hold NaN or infinite values (e.g. {bad[0]!r}); the model "
-                        "diverged in training — retrain it, e.g. with a lower training.lr")
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise UserError(f"{weights}: weights do not fit the architecture in {META} ({str(exc)[:200]}); "
-                        "the bundle is inconsistent — retrain") from None
+    _load_weights(network, weights, meta_path)
+    members = _load_members(meta, folder, architecture, config)
     normalization = meta["normalization"]
     input_normalizer = Normalizer.from_dict(normalization["input"], f"{meta_path}: normalization.input")
     target_normalizer = Normalizer.from_dict(normalization["target"], f"{meta_path}: normalization.target")
@@ -369,6 +412,8 @@ def _from_meta(meta: dict, folder: Path, weights: Path, digest: str, device: str
         raise UserError(f"{meta_path}: pixel_size_um {pixel_size!r} is not a positive number of µm; the bundle is "
                         "damaged — restore it or retrain")
     network.eval().to(device)
+    for member in members:
+        member.to(device)
     return ModelBundle(
         network=network,
         architecture=architecture,
@@ -383,6 +428,7 @@ def _from_meta(meta: dict, folder: Path, weights: Path, digest: str, device: str
         validation=ValidationRecord.from_dict(meta.get("validation")),
         input_domain=InputDomain.from_dict(meta.get("input_domain"), str(meta_path)),
         uncertainty=UncertaintyCalibration.from_dict(meta.get("uncertainty")),
+        members=members,
         weights_sha256=digest,
         created=str(meta.get("created", "")),
         package_version=str(meta.get("package_version", "")),

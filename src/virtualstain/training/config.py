@@ -154,6 +154,9 @@ class TrainingSettings(_Strict):
     max_minutes: float | None = Field(None, gt=0.0, description="wall-clock budget over all resumes")
     early_stopping_patience: int | None = Field(15, ge=1)
     seed: int = 0
+    ensemble: int = Field(1, ge=1, le=16, description="train this many networks (seeds seed, seed + 1, …) on the "
+                          "same split; the bundle holds all, predict --uncertainty adds their spread to σ; a time "
+                          "budget is shared equally among them")
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int | Literal["auto"] = "auto"
     num_nodes: int = Field(1, ge=1)

@@ -38,6 +38,7 @@ from ...data.ome_zarr import (
     write_position_data,
 )
 from ...errors import UserError
+from ...inference.domain_check import check_domain, warn_if_unfamiliar
 from ...inference.options import PredictOptions
 from ...inference.predict import predict
 from ...models.bundle import ModelBundle, load_bundle
@@ -58,21 +59,31 @@ def _input_channels(bundle: ModelBundle, names: list[str], where: str) -> list[i
 
 def predict_position(bundle: ModelBundle, plate: Path, out: Path, position: Position, opts: PredictOptions,
                      recipe: dict) -> int:
-    """Predict every time point of one position and write it (unlisted) into ``out``; returns the frame count."""
+    """Predict every time point of one position and write it (unlisted) into ``out``; returns the frame count.
+
+    Every frame is checked against the training domain (:mod:`~virtualstain.inference.domain_check`): a warning
+    when it is mostly unlike the training inputs, and the share of its tiles outside in the position's
+    ``ood_outside`` attribute (one value per time point).
+    """
     image = read_position(plate, position)
     where = f"{plate}/{position.path}"
     if bundle.config.spatial_dims == 2 and image.array.shape[2] != 1:
         raise UserError(f"{where}: {image.array.shape[2]} z-planes but the model is 2D; give a plate of single planes")
     channels = _input_channels(bundle, image.channel_names, where)
-    frames = []
+    frames, outside = [], []
     for t in range(image.array.shape[0]):
         x = image.array[t][channels].astype(np.float32)
         x = x[:, 0] if bundle.config.spatial_dims == 2 else x
         pred = predict(bundle, x, opts, source=f"{where} t={t}", pixel_size_um=image.pixel_size_um)
         frames.append(pred[:, None] if bundle.config.spatial_dims == 2 else pred)
+        scores = check_domain(bundle, x, source=f"{where} t={t}", pixel_size_um=image.pixel_size_um,
+                              rescale=opts.rescale)
+        warn_if_unfamiliar(bundle, scores, f"{where} t={t}")
+        outside.append(round(scores.fraction_outside, 4) if scores is not None else None)
     out_px = image.pixel_size_um / bundle.config.scale if image.pixel_size_um else None
+    attributes = {"recipe": recipe, "position": position.path, "ood_outside": outside}
     write_position_data(out, position, PositionImage(np.stack(frames), list(bundle.output_channel_names), out_px,
-                                                     image.z_step_um, {"recipe": recipe, "position": position.path}))
+                                                     image.z_step_um, attributes))
     return len(frames)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..._atomic import ensure_writable_dir, write_text_atomic
+from ..._atomic import atomic_path, ensure_writable_dir, write_text_atomic
 from ...data.acquisition import Acquisition
 from ...data.augmentation import IntensityAugmentation
 from ...data.normalization import Normalizer
@@ -59,6 +60,8 @@ from .held_out import HeldOut, judge_held_out, predict_held_out
 from .uncertainty import calibrate_uncertainty
 
 if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
     from ...training.lightning_module import RegionDataset
 
 
@@ -193,6 +196,42 @@ def _automatic_choices(config: TrainConfig, run: Path, resume: Path | None, netw
     return choices
 
 
+def _member_config(config: TrainConfig, k: int) -> TrainConfig:
+    """The config ensemble member ``k`` trains with: seed + k, and its equal share of a time budget."""
+    member = config.model_copy(deep=True)
+    member.training.seed = config.training.seed + k
+    if config.training.max_minutes:
+        member.training.max_minutes = config.training.max_minutes / config.training.ensemble
+    return member
+
+
+def _train_member(k: int, config: TrainConfig, new_network: Callable[[int], torch.nn.Module], train_ds: Dataset,
+                  val_ds: RegionDataset, run: Path, fresh: bool, data_sha256: str, loss_fn: Callable,
+                  threads: FreeCoreThreads | None, log: Callable[[str], None] | None) -> torch.nn.Module:
+    """Train (or, when finished before, load) ensemble member ``k`` in ``run/members/k``: the same split, sampler
+    and validation as the first member, another seed; resumes like any run."""
+    from safetensors.torch import load_file, save_file
+
+    member_config = _member_config(config, k)
+    member_run = run / "members" / str(k)
+    if fresh:
+        shutil.rmtree(member_run, ignore_errors=True)
+    member_run.mkdir(parents=True, exist_ok=True)
+    network = new_network(member_config.training.seed)
+    done = member_run / "weights.safetensors"
+    if done.exists() and (member_run / "config.yaml").read_text(encoding="utf-8") == member_config.to_yaml():
+        network.load_state_dict(load_file(str(done)))
+        return network.eval()
+    resume = prepare_resume(member_run, member_config, fresh, data_sha256)
+    write_text_atomic(member_run / "config.yaml", member_config.to_yaml())
+    (log or (lambda line: None))(f"ensemble member {k + 1} of {config.training.ensemble} (seed "
+                                 f"{member_config.training.seed})")
+    fit(member_config, network, train_ds, val_ds, member_run, resume, loss_fn, threads)
+    with atomic_path(done) as tmp:
+        save_file({n: v.detach().cpu().contiguous() for n, v in network.state_dict().items()}, str(tmp))
+    return network.eval()
+
+
 def _normalised(samples: list[Sample], x_norm: Normalizer, y_norm: Normalizer) -> list[Sample]:
     return [dataclasses.replace(s, input=x_norm(s.input), target=y_norm(s.target)) for s in samples]
 
@@ -283,10 +322,16 @@ def _train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, confi
     net_config = make_config(m.architecture, samples[0].input.shape[0], samples[0].target.shape[0], dims, scale,
                              depth=m.depth, base_width=m.base_width, max_width=m.max_width, residual=m.residual,
                              downsample_z=None if m.downsample_z else False, upsampling=m.upsampling)
-    torch.manual_seed(config.training.seed)
-    network = build(m.architecture, net_config)
-    if isinstance(network, VirFluoNetGenerator):  # its tanh starts at the training targets' mean, not ½
-        network.start_at(np.mean([y_norm(y).reshape(len(y), -1).mean(1) for _, y in train_crops], axis=0).tolist())
+    target_means = np.mean([y_norm(y).reshape(len(y), -1).mean(1) for _, y in train_crops], axis=0).tolist()
+
+    def new_network(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        net = build(m.architecture, net_config)
+        if isinstance(net, VirFluoNetGenerator):  # its tanh starts at the training targets' mean, not ½
+            net.start_at(target_means)
+        return net
+
+    network = new_network(config.training.seed)
     if init is not None:
         (log or (lambda line: None))(load_initial_weights(network, m.architecture, init))
     patch = fit_patch_size(config.patch_size(), train_regions, net_config.size_multiple())
@@ -318,13 +363,17 @@ def _train(data: str | os.PathLike | list[Sample], out: str | os.PathLike, confi
                   if t.foreground_weight else None)
     loss_fn = make_loss(t.loss, t.foreground_weight, thresholds)
     started = time.perf_counter()
-    fitted = fit(config, network, train_ds, val_ds, run, resume, loss_fn, threads)
+    fitted = fit(_member_config(config, 0), network, train_ds, val_ds, run, resume, loss_fn, threads)
     if fitted is None:  # a non-zero DDP rank: rank 0 writes the outputs
         return TrainResult(run, run / "model", ValidationRecord())
+    members = [_train_member(k, config, new_network, PatchDataset(sampler, patches_per_epoch, config.training.seed + k),
+                             val_ds, run, fresh, data_sha256, loss_fn, threads, log)
+               for k in range(1, config.training.ensemble)]
     names_in, names_out = _channel_names(samples, config)
     pixel_sizes = {s.pixel_size_um for s in samples if s.pixel_size_um}
     bundle = ModelBundle(
-        network=network.eval(), architecture=m.architecture, input_normalizer=x_norm, target_normalizer=y_norm,
+        network=network.eval(), members=members, architecture=m.architecture, input_normalizer=x_norm,
+        target_normalizer=y_norm,
         input_channel_names=names_in, output_channel_names=names_out, input_channels=common_input_channels(samples),
         pixel_size_um=pixel_sizes.pop() if len(pixel_sizes) == 1 else None,
         acquisition=Acquisition.pooled([s.acquisition for s in samples]),

@@ -67,4 +67,5 @@ def calibrate_uncertainty(bundle: ModelBundle, samples: list[Sample], plan: Spli
             panels.append(SigmaPanel(test[0][0], name, sigmas[0], np.abs(errors[0])))
         channels[name] = cal
     judged = f"{len(test)} test region(s)" if test else "no test region"
-    return UncertaintyCalibration("tta", f"{len(val)} validation region(s)", judged, channels), panels
+    method = f"tta + ensemble of {1 + len(bundle.members)}" if bundle.members else "tta"
+    return UncertaintyCalibration(method, f"{len(val)} validation region(s)", judged, channels), panels
