@@ -7,6 +7,9 @@ how long reading, computing and writing overlapped.
 
     python benchmarks/bench_watch.py --model RUN/model --image FIELD.tif [--size 1024] [--frames 12]
         [--engines auto/auto,torch/fp32,openvino/bf16]
+
+An engine written ``BACKEND/PRECISION/nocheck`` runs without the input check (``watch --no-ood-check``), to
+measure what the check costs a stream.
 """
 
 from __future__ import annotations
@@ -22,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 
-def run_one(model: str, inbox: str, out: str, backend: str, precision: str) -> dict:
+def run_one(model: str, inbox: str, out: str, backend: str, precision: str, check: bool = True) -> dict:
     from virtualstain.inference.options import PredictOptions
     from virtualstain.workflows.stain.watch import WatchSettings, watch_folder
 
     opts = PredictOptions(backend=backend, precision=precision)
-    report = watch_folder(model, inbox, out, opts, WatchSettings(poll_s=0.05, settle_s=0.1, once=True),
-                          log=lambda line: print(line, file=sys.stderr))
+    settings = WatchSettings(poll_s=0.05, settle_s=0.1, once=True, check_domain=check)
+    report = watch_folder(model, inbox, out, opts, settings, log=lambda line: print(line, file=sys.stderr))
     frames = report.frames[1:]  # the first frame pays for the engine choice and warm-up
     n = len(frames)
     busy = {k: sum(getattr(f, k)[1] - getattr(f, k)[0] for f in frames) / n for k in ("read", "compute", "write")}
@@ -48,8 +51,8 @@ def main() -> None:
     ap.add_argument("--out")
     args = ap.parse_args()
     if args.one:
-        backend, precision = args.one.split("/")
-        print(json.dumps(run_one(args.model, args.inbox, args.out, backend, precision)))
+        backend, precision, *check = args.one.split("/")
+        print(json.dumps(run_one(args.model, args.inbox, args.out, backend, precision, check != ["nocheck"])))
         return
     import tifffile
 

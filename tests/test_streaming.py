@@ -153,3 +153,19 @@ def test_ctrl_c_stops_watch_with_every_written_file_complete(trained_run, tmp_pa
     channels = len(load_bundle(trained_run.model_dir).output_channel_names)
     for path in written:
         assert tifffile.imread(path).shape == (channels, 96, 96)
+
+
+def test_watch_checks_each_frame_against_the_training_domain(trained_run, tmp_path):
+    from virtualstain.data.io import read_image
+    from virtualstain.inference.domain_check import UnfamiliarInputWarning
+
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    field = tifffile.imread(sorted((trained_run.run_dir / "test" / "input").glob("*.tif"))[0]).astype(np.float32)
+    tifffile.imwrite(inbox / "t00.tif", field)
+    tifffile.imwrite(inbox / "t01.tif", 3 * field)  # a 3× gain: outside in every tile
+    settings = WatchSettings(poll_s=0.05, settle_s=0.1, once=True)
+    with pytest.warns(UnfamiliarInputWarning, match=r"t01.tif: unlike the model's training images in 4 of 4 tiles"):
+        watch_folder(trained_run.model_dir, inbox, out, settings=settings, log=lambda line: None)
+    assert read_image(out / "t01.tif")[1].description["ood_outside"] == 1.0
+    assert 0 <= read_image(out / "t00.tif")[1].description["ood_outside"] <= 0.5

@@ -356,9 +356,10 @@ def track(labels: tuple[str, ...], out: str, max_distance_px: float | None, gap_
               help="A file must keep its size this many seconds before it is read.")
 @click.option("--once", is_flag=True, help="Predict what is complete in INBOX now, then stop.")
 @click.option("--idle-exit", "idle_exit_s", type=float, help="Stop after this many seconds without a new file.")
+@click.option("--no-ood-check", is_flag=True, help="Skip the check of each frame against the training domain.")
 def watch(model: str, inbox: str, out: str, backend: str, precision: str, max_deviation: float, device: str | None,
           tile_size: int | None, tta: bool, no_rescale: bool, poll_s: float, settle_s: float, once: bool,
-          idle_exit_s: float | None) -> None:
+          idle_exit_s: float | None, no_ood_check: bool) -> None:
     """Predict each image file as it appears in INBOX (a running acquisition); Ctrl-C stops."""
     from .inference.options import PredictOptions
     from .workflows.stain.watch import WatchSettings, watch_folder
@@ -366,7 +367,8 @@ def watch(model: str, inbox: str, out: str, backend: str, precision: str, max_de
     options = PredictOptions(tile_size=tile_size, tta=tta, rescale=not no_rescale, device=device, backend=backend,
                              precision=precision, max_deviation=max_deviation)
     watch_folder(model, inbox, out, options, WatchSettings(poll_s=poll_s, settle_s=settle_s, once=once,
-                                                           idle_exit_s=idle_exit_s), log=click.echo)
+                                                           idle_exit_s=idle_exit_s, check_domain=not no_ood_check),
+                 log=click.echo)
 
 
 @cli.command()

@@ -22,6 +22,7 @@ from ...data.io import output_path
 from ...data.samples import load_input
 from ...errors import UserError
 from ...inference.backend_choice import last_choice
+from ...inference.domain_check import check_domain, warn_if_unfamiliar
 from ...inference.options import PredictOptions
 from ...inference.predict import predict
 from ...inference.streaming import FrameTiming, StreamReport, run_stream
@@ -48,12 +49,16 @@ class WatchSettings:
         Predict what is (or becomes, within ``settle_s``) complete now, then stop.
     idle_exit_s : float, optional
         Stop after this many seconds without a new file (default: run until Ctrl-C).
+    check_domain : bool
+        Check every frame against the model's training domain in the writer thread (a warning when it is mostly
+        unlike the training inputs; the share of its tiles outside recorded in the output).
     """
 
     poll_s: float = 0.2
     settle_s: float = 0.5
     once: bool = False
     idle_exit_s: float | None = None
+    check_domain: bool = True
 
     def __post_init__(self) -> None:
         if not (self.poll_s > 0 and self.settle_s >= 0):
@@ -160,18 +165,24 @@ def watch_folder(model: ModelBundle | str | os.PathLike, inbox: str | os.PathLik
             if reason is None:
                 already_done.append(dest)
                 return None
-        return path.name, image, (path, dest, recipe, meta)
+        return path.name, image, (path, dest, recipe, meta, image)
 
     def compute(image, context):
-        path, _, _, meta = context
+        path, _, _, meta, _ = context
         return predict(bundle, image, opts, source=str(path), pixel_size_um=meta.pixel_size_um,
                        acquisition=Acquisition.from_description(meta.description))
 
     def write(name, prediction, context):
-        _, dest, recipe, meta = context
+        path, dest, recipe, meta, image = context
         choice = last_choice(bundle)
         engine = {"engine": str(choice.spec)} if choice else {}
         engine.update(rescaled_note(bundle, meta.pixel_size_um))
+        if settings.check_domain:  # here, beside the next frame's prediction, not in its way
+            scores = check_domain(bundle, image, source=str(path), pixel_size_um=meta.pixel_size_um,
+                                  rescale=opts.rescale)
+            warn_if_unfamiliar(bundle, scores, str(path))
+            if scores is not None:
+                engine["ood_outside"] = round(scores.fraction_outside, 4)
         write_prediction(dest, bundle, prediction, source=name, pixel_size_um=meta.pixel_size_um,
                          recipe={**recipe.description(), **engine})
 
