@@ -682,6 +682,38 @@ def evaluate_sr(manifest: str, models: tuple[str, ...], out: str, no_baselines: 
 
 
 @cli.command()
+@click.argument("phase", type=click.Path())
+@click.option("--nucleus-model", required=True, type=click.Path(), help="Bundle predicting the nuclear stain.")
+@click.option("--cell-model", type=click.Path(), help="Bundle predicting a cytoplasm or membrane stain (default: "
+              "cells from the phase itself).")
+@click.option("--nucleus-channel", help="Output channel of --nucleus-model to use (default: its first).")
+@click.option("--cell-channel", help="Output channel of --cell-model to use (default: its first).")
+@click.option("--cell-stain", type=click.Choice(["cytoplasm", "membrane"]), default="cytoplasm", show_default=True,
+              help="What the cell model's stain marks.")
+@click.option("--segmenter", type=click.Choice(["learned", "classical", "cellpose"]), default="learned",
+              show_default=True, help="Nuclei segmenter applied to the virtual nuclear stain.")
+@click.option("--wavelength-um", required=True, type=float, help="Illumination wavelength, µm.")
+@click.option("--pixel-size-um", type=float, help="Pixel size, µm (default: from the file).")
+@click.option("--interval-h", default=1.0, show_default=True, type=float, help="Time between frames, h.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+def pics(phase: str, nucleus_model: str, cell_model: str | None, nucleus_channel: str | None,
+         cell_channel: str | None, cell_stain: str, segmenter: str, wavelength_um: float, pixel_size_um: float | None,
+         interval_h: float, out: str) -> None:
+    """PICS end to end: virtual stains from a PHASE time-lapse (rad; TIFF or PLATE.zarr/A/1/0), nuclei and cells,
+    tracks, per-cell nucleus/cytoplasm dry mass over time and growth fits."""
+    from .workflows.stain.pics import run_pics
+
+    result = run_pics(phase, nucleus_model, out, cell_model=cell_model, nucleus_channel=nucleus_channel,
+                      cell_channel=cell_channel, cell_stain=cell_stain, wavelength_um=wavelength_um,
+                      pixel_size_um=pixel_size_um, interval_h=interval_h, segmenter=segmenter, log=click.echo)
+    for row in (r for r in result.tables.growth if r["object"] == "field"):
+        click.echo(f"field {row['compartment']}: doubling time {row['doubling_time_h']:.2f} h "
+                   f"({row['doubling_time_ci_low_h']:.2f}–{row['doubling_time_ci_high_h']:.2f})")
+    click.echo(f"{result.tables.tracks.n_tracks} track(s) over {result.frames} frame(s): {out}/cells.csv, "
+               f"fields.csv, growth.csv, summary.html")
+
+
+@cli.command()
 @click.argument("phase_map", metavar="PHASE", type=click.Path(dir_okay=False))
 @click.option("--labels", type=click.Path(dir_okay=False), help="Instance labels (or a 0/1 mask).")
 @click.option("--nucleus-mask", type=click.Path(dir_okay=False), help="Nuclei (mask or labels), with --cell-mask.")
