@@ -233,16 +233,17 @@ def growth_time_lapse(shape: tuple[int, int] = (256, 256), frames: int = 8, inte
                       doubling_nucleus_h: float = 20.0, doubling_cytoplasm_h: float = 26.0, seed: int = 0,
                       noise_rad: float = 0.01, pixel_size_um: float = 0.5) -> GrowthSeries:
     """A field of :func:`make_field` whose phase inside the nuclei is multiplied by ``2^(t / doubling_nucleus_h)``
-    and inside the rest of each cell by ``2^(t / doubling_cytoplasm_h)`` at ``t = 0, interval_h, …``, plus Gaussian
+    and everywhere else (the cytoplasm, with its smooth rim) by ``2^(t / doubling_cytoplasm_h)`` at
+    ``t = 0, interval_h, …``, plus Gaussian
     noise of ``noise_rad``: dry mass is proportional to the integrated phase, so each compartment's mass doubles in
     exactly its doubling time (no motion, no division)."""
     f = make_field(shape, seed=seed, modality="phase", pixel_size_um=pixel_size_um)
-    nucleus, cell = f.nuclei_labels > 0, f.cell_labels > 0
+    nucleus = f.nuclei_labels > 0
     times = np.arange(frames) * float(interval_h)
     rng = np.random.default_rng(seed)
     stack = []
-    for t in times:
-        gain = np.where(nucleus, 2 ** (t / doubling_nucleus_h), np.where(cell, 2 ** (t / doubling_cytoplasm_h), 1.0))
+    for t in times:  # all phase outside the nuclei is cytoplasm (also the smooth rim beyond the cell labels)
+        gain = np.where(nucleus, 2 ** (t / doubling_nucleus_h), 2 ** (t / doubling_cytoplasm_h))
         stack.append(f.phase * gain + noise_rad * rng.normal(size=f.phase.shape))
     return GrowthSeries(np.asarray(stack, np.float32), f.nuclei_labels, f.cell_labels, times, float(doubling_nucleus_h),
                         float(doubling_cytoplasm_h), pixel_size_um)
