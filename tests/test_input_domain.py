@@ -83,9 +83,8 @@ def test_the_bottleneck_is_the_deepest_widest_output():
 def _test_image(run) -> np.ndarray:
     import tifffile
 
-    path = next(p for p in sorted((run.run_dir / "test" / "input").glob("*.tif")))
-    return tifffile.imread(path).astype(np.float32)[None] if tifffile.imread(path).ndim == 2 else \
-        tifffile.imread(path).astype(np.float32)
+    image = tifffile.imread(sorted((run.run_dir / "test" / "input").glob("*.tif"))[0]).astype(np.float32)
+    return image[None] if image.ndim == 2 else image
 
 
 def test_training_stores_a_calibrated_domain_that_round_trips(trained_run):

@@ -42,6 +42,12 @@ def test_the_pics_command_writes_every_table(trained_run, tmp_path, capsys):
     for name in ("cells.csv", "fields.csv", "growth.csv", "growth.png", "stains.tif", "nuclei.tif", "cells.tif",
                  "summary.html"):
         assert (out / name).is_file(), name
+    import tifffile
+
+    with tifffile.TiffFile(out / "stains.tif") as tif:
+        assert tif.series[0].get_axes(False)[:2] == "TC" and tif.series[0].get_shape(False)[:2] == (4, 1)
+    with tifffile.TiffFile(out / "nuclei.tif") as tif:
+        assert tif.series[0].axes == "TYX" and tif.series[0].dtype == np.uint16
     fields = list(csv.DictReader(open(out / "fields.csv", encoding="utf-8")))
     assert [float(r["time_h"]) for r in fields] == [0.0, 1.5, 3.0, 4.5]
     assert main(["pics", str(phase), "--nucleus-model", str(trained_run.model_dir), "--wavelength-um", "0.55",

@@ -329,6 +329,7 @@ def write_tiff(
     pixel_size_um: float | None = None,
     channel_names: list[str] | None = None,
     description: dict | None = None,
+    time_lapse: bool = False,
 ) -> Path:
     """Write a float32 OME-TIFF atomically.
 
@@ -337,25 +338,30 @@ def write_tiff(
     path : path-like
         Output file (``.tif``).
     array : numpy.ndarray
-        ``(C, Y, X)`` or ``(C, Z, Y, X)`` data; written as float32.
+        ``(C, Y, X)`` or ``(C, Z, Y, X)`` data (``(T, C, Y, X)`` with ``time_lapse``); written as float32.
     pixel_size_um : float, optional
         Lateral pixel size in µm, stored as OME ``PhysicalSizeX/Y``.
     channel_names : list of str, optional
         One name per channel, stored as OME channel names.
     description : dict, optional
         Extra key/values stored in the OME ``Description`` (JSON).
+    time_lapse : bool
+        ``array`` is ``(T, C, Y, X)``: frames of channels.
     """
     array = np.asarray(array, dtype=np.float32)
+    if time_lapse and array.ndim != 4:
+        raise ValueError(f"write_tiff(time_lapse=True) expects (T, C, Y, X), got shape {array.shape}")
     if array.ndim not in (3, 4):
         raise ValueError(f"write_tiff expects (C, Y, X) or (C, Z, Y, X), got shape {array.shape}")
-    axes = "CYX" if array.ndim == 3 else "CZYX"
+    axes = "TCYX" if time_lapse else "CYX" if array.ndim == 3 else "CZYX"
     metadata: dict = {"axes": axes}
     if pixel_size_um:
         metadata.update(PhysicalSizeX=float(pixel_size_um), PhysicalSizeXUnit="µm",
                         PhysicalSizeY=float(pixel_size_um), PhysicalSizeYUnit="µm")
+    channels = array.shape[1] if time_lapse else array.shape[0]
     if channel_names:
-        if len(channel_names) != array.shape[0]:
-            raise ValueError(f"{len(channel_names)} channel names for {array.shape[0]} channels")
+        if len(channel_names) != channels:
+            raise ValueError(f"{len(channel_names)} channel names for {channels} channels")
         metadata["Channel"] = {"Name": list(channel_names)}
     if description:
         metadata["Description"] = json.dumps(description)
@@ -364,16 +370,17 @@ def write_tiff(
     return Path(path)
 
 
-def write_labels(path: str | os.PathLike, labels: np.ndarray, *, pixel_size_um: float | None = None) -> Path:
+def write_labels(path: str | os.PathLike, labels: np.ndarray, *, pixel_size_um: float | None = None,
+                 time_lapse: bool = False) -> Path:
     """Write an instance-label image (0 = background) as an integer OME-TIFF, atomically.
 
-    uint16 when the labels fit, else uint32; ``(Y, X)`` or ``(Z, Y, X)``.
+    uint16 when the labels fit, else uint32; ``(Y, X)`` or ``(Z, Y, X)``, or ``(T, Y, X)`` with ``time_lapse``.
     """
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integers, got {labels.dtype}")
     dtype = np.uint16 if labels.max(initial=0) < 2 ** 16 else np.uint32
-    metadata: dict = {"axes": "YX" if labels.ndim == 2 else "ZYX"}
+    metadata: dict = {"axes": "YX" if labels.ndim == 2 else "TYX" if time_lapse else "ZYX"}
     if pixel_size_um:
         metadata.update(PhysicalSizeX=float(pixel_size_um), PhysicalSizeXUnit="µm",
                         PhysicalSizeY=float(pixel_size_um), PhysicalSizeYUnit="µm")

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._atomic import atomic_path, ensure_writable_dir, refuse_overwriting_inputs, write_csv_atomic, write_text_atomic
+from ..._atomic import ensure_writable_dir, refuse_overwriting_inputs, write_csv_atomic, write_text_atomic
 from ...analysis import segment_cells, segment_nuclei, segmentation_lengths
 from ...analysis.cell_time_lapse import CELL_COLUMNS, FIELD_COLUMNS, GROWTH_COLUMNS, TimeLapseTables, measure_time_lapse
+from ...data.io import write_labels, write_tiff
 from ...data.phase_maps import read_phase_map
 from ...data.units import check_wavelength_um
 from ...errors import UserError
@@ -131,9 +132,10 @@ def run_pics(phase_source: str | os.PathLike, nucleus_model: ModelBundle | str |
     tables = measure_time_lapse(phase, np.asarray(nuclei), np.asarray(cells), times, pixel_size_um=px,
                                 wavelength_um=wavelength_um)
     names = [nb.output_channel_names[nc]] + ([cb.output_channel_names[cc]] if cb is not None else [])
-    _write_series(folder / "stains.tif", np.asarray(stains, np.float32), "TCYX", px, names)
-    _write_series(folder / "nuclei.tif", tables.tracks.labels.astype(np.int32), "TYX", px)
-    _write_series(folder / "cells.tif", tables.cells_tracked.astype(np.int32), "TYX", px)
+    write_tiff(folder / "stains.tif", np.asarray(stains, np.float32), pixel_size_um=px, channel_names=names,
+               time_lapse=True)
+    write_labels(folder / "nuclei.tif", tables.tracks.labels, pixel_size_um=px, time_lapse=True)
+    write_labels(folder / "cells.tif", tables.cells_tracked, pixel_size_um=px, time_lapse=True)
     write_csv_atomic(folder / "cells.csv", tables.cells, CELL_COLUMNS)
     write_csv_atomic(folder / "fields.csv", tables.fields, FIELD_COLUMNS)
     write_csv_atomic(folder / "growth.csv", tables.growth, GROWTH_COLUMNS)
@@ -141,19 +143,6 @@ def run_pics(phase_source: str | os.PathLike, nucleus_model: ModelBundle | str |
     (folder / "growth.png").write_bytes(figure)
     write_text_atomic(folder / "summary.html", _summary_html(tables, str(phase_source), names, figure))
     return PicsResult(tables, folder, len(phase))
-
-
-def _write_series(path: Path, array: np.ndarray, axes: str, pixel_size_um: float,
-                  channel_names: list[str] | None = None) -> None:
-    """An OME-TIFF with a time axis (``TCYX`` stains, ``TYX`` labels), atomically."""
-    import tifffile
-
-    metadata: dict = {"axes": axes, "PhysicalSizeX": pixel_size_um, "PhysicalSizeY": pixel_size_um,
-                      "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"}
-    if channel_names:
-        metadata["Channel"] = {"Name": channel_names}
-    with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, array, ome=True, metadata=metadata)
 
 
 def _growth_figure(tables: TimeLapseTables) -> bytes:
