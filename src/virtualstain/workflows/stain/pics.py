@@ -2,7 +2,8 @@
 
 From quantitative phase alone (radians; a ``(T, Y, X)`` TIFF or one position of an OME-Zarr plate), every frame:
 
-1. the nucleus model predicts the nuclear stain and the cell model (when given) a cytoplasm or membrane stain;
+1. the nucleus model predicts the nuclear stain and the cell model (when given) a cytoplasm or membrane stain, each
+   after the frame is checked against its training domain (a warning when it is mostly unlike it);
 2. nuclei are segmented in the virtual nuclear stain (``--segmenter``, default the learned segmenter), cells grown
    from them by a seeded watershed in the virtual cell stain (:func:`~virtualstain.analysis.segment_cells`), or in
    the phase itself without a cell model (cells are where the phase is raised);
@@ -35,6 +36,7 @@ from ...data.io import write_labels, write_tiff
 from ...data.phase_maps import read_phase_map
 from ...data.units import check_wavelength_um
 from ...errors import UserError
+from ...inference.domain_check import check_domain, warn_if_unfamiliar
 from ...inference.predict import predict
 from ...models.bundle import ModelBundle, load_bundle
 from .nuclei_segmenter import NUCLEI_METHODS, segment_nuclei_learned
@@ -120,6 +122,8 @@ def run_pics(phase_source: str | os.PathLike, nucleus_model: ModelBundle | str |
     for t, frame in enumerate(phase):
         source = f"{phase_source} t={t}"
         nuclear = predict(nb, frame[None], source=source, pixel_size_um=px)[nc]
+        for bundle in (nb, cb) if cb is not None else (nb,):
+            warn_if_unfamiliar(bundle, check_domain(bundle, frame[None], source=source, pixel_size_um=px), source)
         cell_stain_image = predict(cb, frame[None], source=source, pixel_size_um=px)[cc] if cb is not None else frame
         labels = _nuclei(nuclear, segmenter, px)
         segmented = segment_cells(cell_stain_image, labels, "cytoplasm" if cb is None else cell_stain,  # type: ignore[arg-type]
